@@ -1,0 +1,1 @@
+"""A small Dassl-compatible core: config, data, training loop, checkpoints, logging."""
