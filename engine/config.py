@@ -1,0 +1,275 @@
+"""Configuration: Dassl's keys and defaults, plus the keys of this project's trainers.
+
+Merge order (as in CoOp's ``train.py``): defaults, dataset file, method file, command-line
+flags, trailing ``KEY VALUE`` overrides. Unknown keys are errors that name the closest
+valid key, so a typo never silently falls back to a default.
+"""
+
+import difflib
+import hashlib
+import json
+import os
+
+from yacs.config import CfgNode as CN
+
+CLIP_PIXEL_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_PIXEL_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def _dassl_defaults():
+    _C = CN()
+    _C.VERSION = 1
+    _C.OUTPUT_DIR = "./output"
+    _C.RESUME = ""
+    _C.SEED = -1
+    _C.USE_CUDA = True
+    _C.VERBOSE = True
+
+    _C.INPUT = CN()
+    _C.INPUT.SIZE = (224, 224)
+    _C.INPUT.INTERPOLATION = "bilinear"
+    _C.INPUT.TRANSFORMS = ()
+    _C.INPUT.NO_TRANSFORM = False
+    _C.INPUT.PIXEL_MEAN = [0.485, 0.456, 0.406]
+    _C.INPUT.PIXEL_STD = [0.229, 0.224, 0.225]
+    _C.INPUT.CROP_PADDING = 4
+    _C.INPUT.RRCROP_SCALE = (0.08, 1.0)
+    _C.INPUT.CUTOUT_N = 1
+    _C.INPUT.CUTOUT_LEN = 16
+    _C.INPUT.GN_MEAN = 0.0
+    _C.INPUT.GN_STD = 0.15
+    _C.INPUT.RANDAUGMENT_N = 2
+    _C.INPUT.RANDAUGMENT_M = 10
+    _C.INPUT.COLORJITTER_B = 0.4
+    _C.INPUT.COLORJITTER_C = 0.4
+    _C.INPUT.COLORJITTER_S = 0.4
+    _C.INPUT.COLORJITTER_H = 0.1
+    _C.INPUT.RGS_P = 0.2
+    _C.INPUT.GB_P = 0.5
+    _C.INPUT.GB_K = 21
+
+    _C.DATASET = CN()
+    _C.DATASET.ROOT = ""
+    _C.DATASET.SOURCE_DOMAINS = ()
+    _C.DATASET.TARGET_DOMAINS = ()
+    _C.DATASET.NAME = ""
+    _C.DATASET.NUM_LABELED = -1
+    _C.DATASET.NUM_SHOTS = -1
+    _C.DATASET.VAL_PERCENT = 0.1
+    _C.DATASET.STL10_FOLD = -1
+    _C.DATASET.CIFAR_C_TYPE = ""
+    _C.DATASET.CIFAR_C_LEVEL = 1
+    _C.DATASET.ALL_AS_UNLABELED = False
+    _C.DATASET.SUBSAMPLE_CLASSES = "all"  # all | base | new (CoOp/CoCoOp)
+    # Unreadable images: "error" stops with the file name; "skip" drops them with a warning.
+    _C.DATASET.ON_BAD_IMAGE = "error"
+
+    _C.DATALOADER = CN()
+    _C.DATALOADER.NUM_WORKERS = 4
+    _C.DATALOADER.K_TRANSFORMS = 1
+    _C.DATALOADER.RETURN_IMG0 = False
+    _C.DATALOADER.TRAIN_X = CN()
+    _C.DATALOADER.TRAIN_X.SAMPLER = "RandomSampler"
+    _C.DATALOADER.TRAIN_X.BATCH_SIZE = 32
+    _C.DATALOADER.TRAIN_X.N_DOMAIN = 0
+    _C.DATALOADER.TRAIN_X.N_INS = 16
+    _C.DATALOADER.TRAIN_U = CN()
+    _C.DATALOADER.TRAIN_U.SAME_AS_X = True
+    _C.DATALOADER.TRAIN_U.SAMPLER = "RandomSampler"
+    _C.DATALOADER.TRAIN_U.BATCH_SIZE = 32
+    _C.DATALOADER.TRAIN_U.N_DOMAIN = 0
+    _C.DATALOADER.TRAIN_U.N_INS = 16
+    _C.DATALOADER.TEST = CN()
+    _C.DATALOADER.TEST.SAMPLER = "SequentialSampler"
+    _C.DATALOADER.TEST.BATCH_SIZE = 32
+
+    _C.MODEL = CN()
+    _C.MODEL.INIT_WEIGHTS = ""
+    _C.MODEL.BACKBONE = CN()
+    _C.MODEL.BACKBONE.NAME = ""
+    _C.MODEL.BACKBONE.PRETRAINED = True
+    _C.MODEL.HEAD = CN()
+    _C.MODEL.HEAD.NAME = ""
+    _C.MODEL.HEAD.HIDDEN_LAYERS = ()
+    _C.MODEL.HEAD.ACTIVATION = "relu"
+    _C.MODEL.HEAD.BN = True
+    _C.MODEL.HEAD.DROPOUT = 0.0
+
+    _C.OPTIM = CN()
+    _C.OPTIM.NAME = "adam"
+    _C.OPTIM.LR = 0.0003
+    _C.OPTIM.WEIGHT_DECAY = 5e-4
+    _C.OPTIM.MOMENTUM = 0.9
+    _C.OPTIM.SGD_DAMPNING = 0
+    _C.OPTIM.SGD_NESTEROV = False
+    _C.OPTIM.RMSPROP_ALPHA = 0.99
+    _C.OPTIM.ADAM_BETA1 = 0.9
+    _C.OPTIM.ADAM_BETA2 = 0.999
+    _C.OPTIM.STAGED_LR = False
+    _C.OPTIM.NEW_LAYERS = ()
+    _C.OPTIM.BASE_LR_MULT = 0.1
+    _C.OPTIM.LR_SCHEDULER = "single_step"
+    _C.OPTIM.STEPSIZE = (-1,)
+    _C.OPTIM.GAMMA = 0.1
+    _C.OPTIM.MAX_EPOCH = 10
+    _C.OPTIM.WARMUP_EPOCH = -1
+    _C.OPTIM.WARMUP_TYPE = "linear"
+    _C.OPTIM.WARMUP_CONS_LR = 1e-5
+    _C.OPTIM.WARMUP_MIN_LR = 1e-5
+    _C.OPTIM.WARMUP_RECOUNT = True
+
+    _C.TRAIN = CN()
+    _C.TRAIN.CHECKPOINT_FREQ = 0
+    _C.TRAIN.PRINT_FREQ = 10
+    _C.TRAIN.COUNT_ITER = "train_x"
+
+    _C.TEST = CN()
+    _C.TEST.EVALUATOR = "Classification"
+    _C.TEST.PER_CLASS_RESULT = False
+    _C.TEST.COMPUTE_CMAT = False
+    _C.TEST.NO_TEST = False
+    _C.TEST.SPLIT = "test"
+    _C.TEST.FINAL_MODEL = "last_step"
+
+    _C.TRAINER = CN()
+    _C.TRAINER.NAME = ""
+    return _C
+
+
+def _trainer_defaults(cfg):
+    """Keys of this project's trainers; the original DPT keys keep their names."""
+    cfg.TRAINER.COOP = CN()
+    cfg.TRAINER.COOP.N_CTX = 16
+    cfg.TRAINER.COOP.CSC = False
+    cfg.TRAINER.COOP.CTX_INIT = ""
+    cfg.TRAINER.COOP.PREC = "fp16"  # fp16 | fp32 | amp | bf16
+    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end | middle | front
+
+    cfg.TRAINER.VPT = CN()
+    cfg.TRAINER.VPT.N_CTX = 10
+
+    cfg.TRAINER.SELECTED_COVPT = CN()
+    cfg.TRAINER.SELECTED_COVPT.CPN = 10  # K: zero-shot top-K classes that CAVPT attends from
+
+    cfg.TRAINER.TOPDOWN_SECOVPT = CN()
+    cfg.TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT = 12  # CAVPT from this (1-based) block on
+
+    cfg.TRAINER.ALPHA = 0.3  # weight of the CAVPT auxiliary loss
+
+    # What the original hard-codes, made configurable (defaults = the original's values).
+    cfg.TRAINER.DPT = CN()
+    cfg.TRAINER.DPT.CAVPT_N_KV = 10  # learnable key/value tokens per CAVPT block
+    cfg.TRAINER.DPT.CAVPT_ATTN_DIM = 32  # width of the CAVPT query/key projection
+    cfg.TRAINER.DPT.TEXT_LR = 0.002  # learning rate of the text prompt (VLP and DPT)
+    cfg.TRAINER.DPT.TEXT_WARMUP_EPOCH = 1  # its constant warm-up epochs
+
+    cfg.PRETRAIN = CN()
+    cfg.PRETRAIN.C = 30  # epochs with the general-knowledge guidance loss (VLP, DPT)
+
+    # Zero-shot CLIP: use the ImageNet prompt ensemble instead of the dataset's template.
+    cfg.TRAINER.ZSCLIP = CN()
+    cfg.TRAINER.ZSCLIP.ENSEMBLE = False
+
+
+def get_cfg_default():
+    cfg = _dassl_defaults()
+    _trainer_defaults(cfg)
+    return cfg
+
+
+def _all_keys(node, prefix=""):
+    keys = []
+    for k, v in node.items():
+        full = f"{prefix}{k}"
+        keys.append(full)
+        if isinstance(v, CN):
+            keys.extend(_all_keys(v, full + "."))
+    return keys
+
+
+def _check_known_keys(cfg, other, source, prefix=""):
+    """Raise a KeyError naming the first unknown key in ``other`` and the closest valid one."""
+    for k, v in other.items():
+        full = f"{prefix}{k}"
+        if k not in cfg:
+            close = difflib.get_close_matches(full, _all_keys(get_cfg_default()), n=1, cutoff=0.5)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise KeyError(f"Unknown config key '{full}' in {source}.{hint}")
+        if isinstance(v, dict) and isinstance(cfg[k], CN):
+            _check_known_keys(cfg[k], v, source, full + ".")
+
+
+def merge_from_file(cfg, path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Config file not found: '{path}' (check the path and cwd)")
+    with open(path) as f:
+        other = CN.load_cfg(f)
+    _check_known_keys(cfg, other, f"config file '{path}'")
+    cfg.merge_from_other_cfg(other)
+
+
+def merge_from_list(cfg, opts):
+    if len(opts) % 2:
+        raise ValueError(
+            f"Config overrides must be KEY VALUE pairs; got an odd number of items: {opts}"
+        )
+    for key in opts[0::2]:
+        node, parts = cfg, key.split(".")
+        for part in parts:
+            if not isinstance(node, CN) or part not in node:
+                close = difflib.get_close_matches(key, _all_keys(cfg), n=1, cutoff=0.5)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise KeyError(f"Unknown config key '{key}' on the command line.{hint}")
+            node = node[part]
+    cfg.merge_from_list(list(opts))
+
+
+def reset_cfg_from_args(cfg, args):
+    """Apply CoOp's command-line flags (they sit between the files and the overrides)."""
+    if getattr(args, "root", ""):
+        cfg.DATASET.ROOT = args.root
+    if getattr(args, "output_dir", ""):
+        cfg.OUTPUT_DIR = args.output_dir
+    if getattr(args, "resume", ""):
+        cfg.RESUME = args.resume
+    if getattr(args, "seed", None) is not None and args.seed >= 0:
+        cfg.SEED = args.seed
+    if getattr(args, "source_domains", None):
+        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
+    if getattr(args, "target_domains", None):
+        cfg.DATASET.TARGET_DOMAINS = args.target_domains
+    if getattr(args, "transforms", None):
+        cfg.INPUT.TRANSFORMS = args.transforms
+    if getattr(args, "trainer", ""):
+        cfg.TRAINER.NAME = args.trainer
+    if getattr(args, "backbone", ""):
+        cfg.MODEL.BACKBONE.NAME = args.backbone
+    if getattr(args, "head", ""):
+        cfg.MODEL.HEAD.NAME = args.head
+
+
+def setup_cfg(args):
+    """Build the frozen run config from parsed ``train.py`` arguments."""
+    cfg = get_cfg_default()
+    if getattr(args, "dataset_config_file", ""):
+        merge_from_file(cfg, args.dataset_config_file)
+    if getattr(args, "config_file", ""):
+        merge_from_file(cfg, args.config_file)
+    reset_cfg_from_args(cfg, args)
+    merge_from_list(cfg, getattr(args, "opts", []) or [])
+    cfg.freeze()
+    return cfg
+
+
+def cfg_digest(cfg):
+    """A short stable hash of the config, recorded with results to tell runs apart."""
+    text = json.dumps(_to_plain(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _to_plain(node):
+    if isinstance(node, CN):
+        return {k: _to_plain(v) for k, v in node.items()}
+    if isinstance(node, tuple):
+        return [_to_plain(v) for v in node]
+    return node

@@ -1,0 +1,76 @@
+"""Classification metrics, printed in Dassl's format so existing log parsers keep working."""
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+
+class ClassificationEvaluator:
+    def __init__(self, lab2cname, per_class=False, compute_cmat=False):
+        self.lab2cname = lab2cname
+        self.per_class = per_class
+        self.compute_cmat = compute_cmat
+        self.reset()
+
+    def reset(self):
+        self._pred, self._true = [], []
+
+    def process(self, logits, labels):
+        self._pred.append(logits.argmax(1).cpu())
+        self._true.append(labels.cpu())
+
+    def evaluate(self):
+        """Print Dassl's result block and return the metrics as a dict (percentages)."""
+        pred = torch.cat(self._pred).numpy() if self._pred else np.zeros(0, dtype=np.int64)
+        true = torch.cat(self._true).numpy() if self._true else np.zeros(0, dtype=np.int64)
+        total = int(true.size)
+        correct = int((pred == true).sum())
+        acc = 100.0 * correct / max(total, 1)
+        results = OrderedDict(
+            accuracy=acc,
+            error=100.0 - acc,
+            macro_f1=100.0 * macro_f1(true, pred),
+            total=total,
+            correct=correct,
+        )
+        print("=> result")
+        print(f"* total: {total:,}")
+        print(f"* correct: {correct:,}")
+        print(f"* accuracy: {acc:.1f}%")
+        print(f"* error: {100.0 - acc:.1f}%")
+        print(f"* macro_f1: {results['macro_f1']:.1f}%")
+        if self.per_class:
+            results["per_class"] = self._per_class(true, pred)
+        if self.compute_cmat:
+            n = len(self.lab2cname)
+            cmat = np.zeros((n, n), dtype=np.int64)
+            np.add.at(cmat, (true, pred), 1)
+            results["confusion_matrix"] = cmat.tolist()
+        return results
+
+    def _per_class(self, true, pred):
+        print("=> per-class result")
+        rows, accs = OrderedDict(), []
+        for label in sorted(set(true.tolist())):
+            mask = true == label
+            n, c = int(mask.sum()), int((pred[mask] == label).sum())
+            acc = 100.0 * c / n
+            accs.append(acc)
+            name = self.lab2cname.get(label, str(label))
+            rows[name] = {"label": label, "total": n, "correct": c, "accuracy": acc}
+            print(f"* class: {label} ({name})\ttotal: {n:,}\tcorrect: {c:,}\tacc: {acc:.1f}%")
+        print(f"* average: {np.mean(accs) if accs else 0.0:.1f}%")
+        return rows
+
+
+def macro_f1(true, pred):
+    """Macro-averaged F1 over the classes present in ``true`` (as sklearn with labels=unique)."""
+    scores = []
+    for label in np.unique(true):
+        tp = np.sum((pred == label) & (true == label))
+        fp = np.sum((pred == label) & (true != label))
+        fn = np.sum((pred != label) & (true == label))
+        denom = 2 * tp + fp + fn
+        scores.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(scores)) if scores else 0.0

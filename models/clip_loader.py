@@ -1,0 +1,90 @@
+"""Load a CLIP model by OpenAI model name or from a local checkpoint file."""
+
+import os
+import socket
+import warnings
+
+import torch
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    import clip
+    from clip.model import build_model
+
+CLIP_CACHE_DIR = os.path.expanduser(os.environ.get("CLIP_CACHE_DIR", "~/.cache/clip"))
+DOWNLOAD_TIMEOUT_S = 30
+
+
+class ClipWeightsNotFound(FileNotFoundError):
+    """The requested CLIP weights are neither on disk nor downloadable."""
+
+
+def available_models():
+    return clip.available_models()
+
+
+def resolve_checkpoint(name_or_path, cache_dir=CLIP_CACHE_DIR):
+    """Return the local file for a model name or path, downloading a named model if possible."""
+    if os.path.isfile(os.path.expanduser(name_or_path)):
+        return os.path.expanduser(name_or_path)
+    if name_or_path not in clip.clip._MODELS:
+        raise ClipWeightsNotFound(
+            f"MODEL.BACKBONE.NAME '{name_or_path}' is neither a file nor a CLIP model name. "
+            f"Use one of {', '.join(available_models())} or a path to a checkpoint "
+            "(TorchScript archive or state dict in OpenAI's layout)."
+        )
+    url = clip.clip._MODELS[name_or_path]
+    target = os.path.join(cache_dir, os.path.basename(url))
+    if os.path.isfile(target):
+        return target
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return clip.clip._download(url, cache_dir)
+    except Exception as err:  # no network, proxy, interrupted transfer...
+        raise ClipWeightsNotFound(
+            f"CLIP weights for '{name_or_path}' are not on disk and could not be downloaded "
+            f"({type(err).__name__}: {err}).\n"
+            f"  looked for: {target}\n"
+            f"  would fetch: {url}\n"
+            f"  fix: on a machine with internet, download that URL and copy the file to "
+            f"{target} (or set CLIP_CACHE_DIR to the folder holding it), or pass the file's "
+            "path as MODEL.BACKBONE.NAME / --backbone."
+        ) from err
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+
+
+def _read_state_dict(path):
+    try:
+        return torch.jit.load(path, map_location="cpu").state_dict()
+    except RuntimeError:
+        pass  # not a TorchScript archive: a plain state dict
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise RuntimeError(
+            f"Cannot read CLIP checkpoint '{path}': {err}. Expected a TorchScript archive or a "
+            "state dict in OpenAI's layout (re-download or re-create the file)."
+        ) from err
+    if isinstance(obj, dict) and "state_dict" in obj:
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or "text_projection" not in obj:
+        raise RuntimeError(
+            f"'{path}' does not hold a CLIP state dict in OpenAI's layout "
+            "(no 'text_projection' key)."
+        )
+    return obj
+
+
+def load_clip(name_or_path, cache_dir=CLIP_CACHE_DIR):
+    """Build a frozen CLIP model in float32 on the CPU, in eval mode."""
+    path = resolve_checkpoint(name_or_path, cache_dir)
+    model = build_model(_read_state_dict(path)).float().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def input_resolution(model):
+    return model.visual.input_resolution
