@@ -136,15 +136,22 @@ def _dassl_defaults():
     return _C
 
 
-def _trainer_defaults(cfg):
-    """Keys of this project's trainers; the original DPT keys keep their names."""
-    cfg.TRAINER.COOP = CN()
-    cfg.TRAINER.COOP.N_CTX = 16
-    cfg.TRAINER.COOP.CSC = False
-    cfg.TRAINER.COOP.CTX_INIT = ""
-    cfg.TRAINER.COOP.PREC = "fp16"  # fp16 | fp32 | amp | bf16
-    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end | middle | front
+CFG_EXTENSIONS = []
 
+
+def extend_cfg(fn):
+    """Register ``fn(cfg)``, which adds a trainer's own block of keys to the defaults.
+
+    Trainer modules decorate their ``extend_cfg`` functions with this; importing the
+    ``trainers`` package therefore makes all trainers' keys known.
+    """
+    CFG_EXTENSIONS.append(fn)
+    return fn
+
+
+@extend_cfg
+def _dpt_family_defaults(cfg):
+    """Keys of the original DPT code, shared by VPT, VLP and DPT (names unchanged)."""
     cfg.TRAINER.VPT = CN()
     cfg.TRAINER.VPT.N_CTX = 10
 
@@ -166,14 +173,11 @@ def _trainer_defaults(cfg):
     cfg.PRETRAIN = CN()
     cfg.PRETRAIN.C = 30  # epochs with the general-knowledge guidance loss (VLP, DPT)
 
-    # Zero-shot CLIP: use the ImageNet prompt ensemble instead of the dataset's template.
-    cfg.TRAINER.ZSCLIP = CN()
-    cfg.TRAINER.ZSCLIP.ENSEMBLE = False
-
 
 def get_cfg_default():
     cfg = _dassl_defaults()
-    _trainer_defaults(cfg)
+    for extend in CFG_EXTENSIONS:
+        extend(cfg)
     return cfg
 
 

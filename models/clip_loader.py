@@ -88,3 +88,39 @@ def load_clip(name_or_path, cache_dir=CLIP_CACHE_DIR):
 
 def input_resolution(model):
     return model.visual.input_resolution
+
+
+def cast_clip(model, dtype):
+    """Cast CLIP's weights to ``dtype`` the way OpenAI's ``convert_weights`` does for fp16.
+
+    Only convolutions, linear layers, attention projections and the two projection matrices
+    change; LayerNorms and embeddings stay float32 (CLIP's LayerNorm computes in float32).
+    """
+    if dtype == torch.float32:
+        return model.float()
+
+    def cast(module):
+        if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)):
+            module.weight.data = module.weight.data.to(dtype)
+            if module.bias is not None:
+                module.bias.data = module.bias.data.to(dtype)
+        if isinstance(module, torch.nn.MultiheadAttention):
+            for attr in (
+                "in_proj_weight",
+                "q_proj_weight",
+                "k_proj_weight",
+                "v_proj_weight",
+                "in_proj_bias",
+                "bias_k",
+                "bias_v",
+            ):
+                tensor = getattr(module, attr)
+                if tensor is not None:
+                    tensor.data = tensor.data.to(dtype)
+        for attr in ("text_projection", "proj"):
+            tensor = getattr(module, attr, None)
+            if isinstance(tensor, torch.Tensor):
+                tensor.data = tensor.data.to(dtype)
+
+    model.apply(cast)
+    return model

@@ -1,0 +1,356 @@
+"""The epoch loop: build, train, evaluate, checkpoint, resume.
+
+A trainer subclass implements ``build()`` (data and model; it registers each learnable module
+with ``register_module``), ``forward_backward(batch)`` and ``model_inference(images)``. The base
+class owns everything else: optimisers and schedules per module, mixed precision, the log lines,
+Dassl's run-directory layout, exact resumption and the final results.
+"""
+
+import contextlib
+import math
+import os
+import sys
+import time
+from collections import OrderedDict
+
+import torch
+from tqdm import tqdm
+
+from engine.checkpoint import (
+    BEST_NAME,
+    atomic_write_json,
+    epoch_name,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from engine.config import cfg_digest
+from engine.evaluator import ClassificationEvaluator
+from engine.optim import build_lr_scheduler, build_optimizer
+from engine.utils import AverageMeter, format_eta, pick_device, rng_state, set_rng_state
+
+PRECISIONS = ("fp32", "fp16", "amp", "bf16")
+RESULTS_FILE = "results.json"
+
+
+def resume_digest(cfg):
+    """Digest of the settings that must not change between an interrupted run and its resume."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR = ""
+    cfg.RESUME = ""
+    return cfg_digest(cfg)
+
+
+class Trainer:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.device = pick_device(cfg.USE_CUDA)
+        self.output_dir = cfg.OUTPUT_DIR
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.start_epoch = self.epoch = 0
+        self.best_val = -math.inf
+        self._kept = True  # whether the last saved checkpoint stays when the next is written
+        self._modules = OrderedDict()
+        self._optims = OrderedDict()
+        self._scheds = OrderedDict()
+        self.precision = self.get_precision()
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Precision '{self.precision}' is not one of {PRECISIONS}")
+        self.scaler = self._build_scaler()
+        self.build()
+        self.evaluator = ClassificationEvaluator(
+            self.dm.lab2cname, cfg.TEST.PER_CLASS_RESULT, cfg.TEST.COMPUTE_CMAT
+        )
+
+    # ---- to implement by trainers -------------------------------------------------------
+    def build(self):
+        """Set ``self.dm`` (a DataManager) and register the learnable modules."""
+        raise NotImplementedError
+
+    def forward_backward(self, batch):
+        """One training step; returns a dict of floats for the log (must include ``loss``)."""
+        raise NotImplementedError
+
+    def model_inference(self, images):
+        raise NotImplementedError
+
+    def get_precision(self):
+        return "fp32"
+
+    # ---- modules, optimisers, precision ------------------------------------------------
+    def register_module(self, name, module, optim_cfg=None):
+        """Track ``module`` for checkpoints; give it an optimiser and schedule when it learns."""
+        self._modules[name] = module
+        if optim_cfg is not None and any(p.requires_grad for p in module.parameters()):
+            self._optims[name] = build_optimizer(module, optim_cfg)
+            self._scheds[name] = build_lr_scheduler(self._optims[name], optim_cfg)
+
+    @property
+    def learns(self):
+        return bool(self._optims)
+
+    def _build_scaler(self):
+        if self.precision != "amp":
+            return None
+        return torch.amp.GradScaler(self.device.type)
+
+    def autocast(self):
+        """Autocast context for ``amp``: float16 with a grad scaler (all optimisers share it)."""
+        if self.precision != "amp":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.float16)
+
+    def backward_and_step(self, loss):
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"Loss became {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1} "
+                f"(precision {self.precision}). Training stopped instead of continuing on "
+                "garbage: try TRAINER.COOP.PREC amp or bf16, or a lower OPTIM.LR."
+            )
+        for optim in self._optims.values():
+            optim.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            for optim in self._optims.values():
+                optim.step()
+            return
+        self.scaler.scale(loss).backward()
+        for optim in self._optims.values():
+            self.scaler.step(optim)
+        self.scaler.update()
+
+    def set_mode(self, mode):
+        for module in self._modules.values():
+            module.train(mode == "train")
+
+    def current_lr(self):
+        optim = next(iter(self._optims.values()), None)
+        return optim.param_groups[0]["lr"] if optim else 0.0
+
+    # ---- the loop ------------------------------------------------------------------------
+    def train(self):
+        if not self.learns:
+            raise RuntimeError(
+                f"Trainer {type(self).__name__} has nothing to train; run it with --eval-only."
+            )
+        self.start_epoch = self.resume_if_possible()
+        self._time_start = time.time()
+        for epoch in range(self.start_epoch, self.max_epoch):
+            self.epoch = epoch
+            self.run_epoch()
+            self.after_epoch()
+        return self.after_train()
+
+    def run_epoch(self):
+        self.set_mode("train")
+        loader = self.dm.train_loader_x
+        num_batches = len(loader)
+        meters, batch_time, data_time = OrderedDict(), AverageMeter(), AverageMeter()
+        print_freq = self.cfg.TRAIN.PRINT_FREQ
+        end = time.time()
+        bar = tqdm(
+            loader,
+            total=num_batches,
+            desc=f"epoch {self.epoch + 1}/{self.max_epoch}",
+            leave=False,
+            file=sys.stderr,
+            disable=None,
+            dynamic_ncols=True,
+        )
+        for self.batch_idx, batch in enumerate(bar):
+            data_time.update(time.time() - end)
+            summary = self.forward_backward(batch)
+            batch_time.update(time.time() - end)
+            for key, value in summary.items():
+                meters.setdefault(key, AverageMeter()).update(value)
+            bar.set_postfix(loss=f"{meters['loss'].avg:.4f}")
+            if (self.batch_idx + 1) % print_freq == 0 or num_batches < print_freq:
+                left = num_batches - self.batch_idx - 1
+                left += (self.max_epoch - self.epoch - 1) * num_batches
+                parts = [
+                    f"epoch [{self.epoch + 1}/{self.max_epoch}]",
+                    f"batch [{self.batch_idx + 1}/{num_batches}]",
+                    f"time {batch_time.val:.3f} ({batch_time.avg:.3f})",
+                    f"data {data_time.val:.3f} ({data_time.avg:.3f})",
+                ]
+                parts += [f"{k} {m.val:.4f} ({m.avg:.4f})" for k, m in meters.items()]
+                parts += [f"lr {self.current_lr():.4e}", f"eta {format_eta(batch_time.avg * left)}"]
+                tqdm.write(" ".join(parts), file=sys.stdout)
+            end = time.time()
+        bar.close()
+        for sched in self._scheds.values():
+            sched.step()
+
+    def after_epoch(self):
+        last = self.epoch + 1 == self.max_epoch
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        keep = last or (freq > 0 and (self.epoch + 1) % freq == 0)
+        val_result, is_best = None, False
+        if self.cfg.TEST.FINAL_MODEL == "best_val" and self.dm.val_loader is not None:
+            val_result = self.test(split="val", write_results=False)["accuracy"]
+            is_best = val_result > self.best_val
+            if is_best:
+                self.best_val = val_result
+                print(f"New best validation accuracy: {val_result:.1f}%")
+        # Every epoch is saved so that a crash can be resumed; only kept epochs stay on disk.
+        self.save_model(self.epoch, self.output_dir, is_best, val_result, keep=keep)
+
+    def after_train(self):
+        print("Finish training")
+        results = None
+        if not self.cfg.TEST.NO_TEST:
+            if self.cfg.TEST.FINAL_MODEL == "best_val" and self.dm.val_loader is not None:
+                print("Deploy the model with the best val performance")
+                self.load_model(self.output_dir, best=True)
+            else:
+                print("Deploy the last-epoch model")
+            results = self.test()
+        print(f"Elapsed: {format_eta(time.time() - self._time_start)}")
+        return results
+
+    # ---- evaluation --------------------------------------------------------------------
+    @torch.no_grad()
+    def test(self, split=None, write_results=True):
+        split = split or self.cfg.TEST.SPLIT
+        loader = self.dm.val_loader if split == "val" else self.dm.test_loader
+        if loader is None:
+            raise ValueError(f"Dataset {self.cfg.DATASET.NAME} has no '{split}' split")
+        self.set_mode("eval")
+        self.evaluator.reset()
+        self.before_evaluation()
+        print(f"Evaluate on the *{split}* set")
+        for batch in tqdm(
+            loader,
+            desc=f"eval {split}",
+            leave=False,
+            file=sys.stderr,
+            disable=None,
+            dynamic_ncols=True,
+        ):
+            images = batch["img"].to(self.device, non_blocking=True)
+            labels = batch["label"].to(self.device, non_blocking=True)
+            with self.autocast():
+                logits = self.model_inference(images)
+            self.evaluator.process(logits.float(), labels)
+        results = self.evaluator.evaluate()
+        self.after_evaluation()
+        if write_results:
+            self.write_results(split, results)
+        return results
+
+    def before_evaluation(self):
+        """Hook: e.g. compute features that stay fixed during evaluation."""
+
+    def after_evaluation(self):
+        """Hook: release what ``before_evaluation`` cached."""
+
+    def write_results(self, split, results):
+        cfg = self.cfg
+        record = OrderedDict(
+            split=split,
+            trainer=cfg.TRAINER.NAME,
+            dataset=cfg.DATASET.NAME,
+            num_shots=cfg.DATASET.NUM_SHOTS,
+            subsample_classes=cfg.DATASET.SUBSAMPLE_CLASSES,
+            backbone=cfg.MODEL.BACKBONE.NAME,
+            seed=cfg.SEED,
+            epoch=self.epoch + 1,
+            config_digest=cfg_digest(cfg),
+        )
+        record.update(results)
+        atomic_write_json(os.path.join(self.output_dir, RESULTS_FILE), record)
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def save_model(self, epoch, directory, is_best=False, val_result=None, keep=True):
+        """Save every module; the previous epoch's file goes unless it was one to keep."""
+        extra = {
+            "rng_state": rng_state(),
+            "resume_digest": resume_digest(self.cfg),
+            "best_val": self.best_val,
+        }
+        if self.scaler is not None:
+            extra["scaler"] = self.scaler.state_dict()
+        for name, module in self._modules.items():
+            state = {
+                "state_dict": module.state_dict(),
+                "epoch": epoch + 1,
+                "optimizer": self._optims[name].state_dict() if name in self._optims else None,
+                "scheduler": self._scheds[name].state_dict() if name in self._scheds else None,
+                "val_result": val_result,
+                **extra,
+            }
+            save_checkpoint(
+                state, os.path.join(directory, name), is_best, remove_previous=not self._kept
+            )
+        self._kept = keep
+
+    def resume_if_possible(self):
+        """Continue from the latest checkpoint in RESUME (or OUTPUT_DIR); return the epoch."""
+        directory = self.cfg.RESUME or self.output_dir
+        paths = {name: latest_checkpoint(os.path.join(directory, name)) for name in self._modules}
+        if not all(paths.values()):
+            if self.cfg.RESUME:
+                raise FileNotFoundError(
+                    f"--resume {directory}: no checkpoint for module(s) "
+                    f"{[n for n, p in paths.items() if not p]} (expected "
+                    f"<dir>/<module>/checkpoint naming a model.pth.tar-N file)"
+                )
+            return 0
+        epoch = 0
+        for name, path in paths.items():
+            ckpt = load_checkpoint(path)
+            if ckpt.get("resume_digest", resume_digest(self.cfg)) != resume_digest(self.cfg):
+                raise RuntimeError(
+                    f"The checkpoint {path} was written with a different configuration. "
+                    "Use another --output-dir, or --overwrite to start this run again."
+                )
+            self._load_state(name, ckpt["state_dict"])
+            if name in self._optims and ckpt.get("optimizer"):
+                self._optims[name].load_state_dict(ckpt["optimizer"])
+            if name in self._scheds and ckpt.get("scheduler"):
+                self._scheds[name].load_state_dict(ckpt["scheduler"])
+            epoch = ckpt["epoch"]
+        if self.scaler is not None and "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.best_val = ckpt.get("best_val", -math.inf)
+        self._kept = True  # never delete the checkpoint this run resumed from
+        set_rng_state(ckpt["rng_state"])
+        print(f"Resumed from {directory} at epoch {epoch} (continuing with epoch {epoch + 1})")
+        return epoch
+
+    def load_model(self, directory, epoch=None, best=False):
+        """Load every registered module from a run directory (``--model-dir``)."""
+        for name in self._modules:
+            module_dir = os.path.join(directory, name)
+            if best:
+                path = os.path.join(module_dir, BEST_NAME)
+            elif epoch is not None:
+                path = os.path.join(module_dir, epoch_name(epoch))
+            else:
+                path = latest_checkpoint(module_dir) or os.path.join(module_dir, BEST_NAME)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"No checkpoint for module '{name}': '{path}' does not exist. "
+                    f"Found in {module_dir}: "
+                    f"{sorted(os.listdir(module_dir)) if os.path.isdir(module_dir) else 'nothing'}"
+                )
+            ckpt = load_checkpoint(path)
+            print(f"Loading weights to {name} from '{path}' (epoch = {ckpt.get('epoch')})")
+            self._load_state(name, ckpt["state_dict"])
+            if ckpt.get("epoch"):
+                self.epoch = ckpt["epoch"] - 1
+
+    def _load_state(self, name, state_dict):
+        """Load parameters; buffers (derived from CLIP and class names) are rebuilt, not read."""
+        module = self._modules[name]
+        buffers = {k for k, _ in module.named_buffers()}
+        params = {k: v for k, v in state_dict.items() if k not in buffers}
+        missing, unexpected = module.load_state_dict(params, strict=False)
+        missing = [k for k in missing if k not in buffers]
+        unexpected = [k for k in unexpected if not k.startswith(("token_prefix", "token_suffix"))]
+        if missing or unexpected:
+            raise RuntimeError(
+                f"Checkpoint for '{name}' does not fit the model: missing {missing}, "
+                f"unexpected {unexpected}"
+            )

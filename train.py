@@ -1,0 +1,115 @@
+"""Train and evaluate prompt-tuning methods on CLIP; the command line of CoOp's train.py."""
+
+import argparse
+import sys
+import time
+import traceback
+
+import torch
+
+from engine.config import setup_cfg
+from engine.log import RunLog
+from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
+from engine.rundir import prepare_output_dir
+from engine.utils import set_random_seed
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--root", type=str, default="", help="path to dataset")
+    parser.add_argument("--output-dir", type=str, default="", help="output directory")
+    parser.add_argument(
+        "--resume",
+        type=str,
+        default="",
+        help="checkpoint directory (from which the training resumes)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=-1, help="only positive value enables a fixed seed"
+    )
+    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
+    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
+    parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
+    parser.add_argument("--config-file", type=str, default="", help="path to config file")
+    parser.add_argument(
+        "--dataset-config-file", type=str, default="", help="path to config file for dataset setup"
+    )
+    parser.add_argument("--trainer", type=str, default="", help="name of trainer")
+    parser.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
+    parser.add_argument("--head", type=str, default="", help="name of head")
+    parser.add_argument("--eval-only", action="store_true", help="evaluation only")
+    parser.add_argument(
+        "--model-dir",
+        type=str,
+        default="",
+        help="load model from this directory for eval-only mode",
+    )
+    parser.add_argument(
+        "--load-epoch", type=int, help="load model weights at this epoch for evaluation"
+    )
+    parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="run even if --output-dir holds a finished run (its results are moved aside)",
+    )
+    parser.add_argument(
+        "opts",
+        default=None,
+        nargs=argparse.REMAINDER,
+        help="modify config options using the command-line",
+    )
+    return parser
+
+
+def check_args(args, cfg):
+    """Fail before any work on what can be checked from the arguments alone."""
+    import datasets  # noqa: F401  (registers the datasets)
+
+    TRAINER_REGISTRY.get(cfg.TRAINER.NAME or "<none given: use --trainer>")
+    DATASET_REGISTRY.get(cfg.DATASET.NAME or "<none given: use --dataset-config-file>")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    import trainers  # noqa: F401  (registers trainers and their config keys)
+
+    cfg = setup_cfg(args)
+    check_args(args, cfg)
+    prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite)
+    with RunLog(cfg.OUTPUT_DIR):
+        print(f"** Run started {time.strftime('%Y-%m-%d %H:%M:%S')} **")
+        print("** Arguments **")
+        for key, value in sorted(vars(args).items()):
+            print(f"{key}: {value}")
+        print("** Config **")
+        print(cfg)
+        print(f"PyTorch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
+        if cfg.SEED >= 0:
+            print(f"Setting fixed seed: {cfg.SEED}")
+            set_random_seed(cfg.SEED)
+        if torch.cuda.is_available() and cfg.USE_CUDA:
+            torch.backends.cudnn.benchmark = True
+
+        trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
+        if args.eval_only:
+            if args.model_dir:
+                trainer.load_model(args.model_dir, epoch=args.load_epoch)
+            elif trainer.learns:
+                print("Note: no --model-dir given; evaluating the untrained initialisation")
+            return trainer.test()
+        if not args.no_train:
+            return trainer.train()
+    return None
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
+        # Bad input: a short message says what to do; the origin helps if it is a bug.
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        origin = traceback.extract_tb(err.__traceback__)[-1]
+        print(f"error: {message}", file=sys.stderr)
+        print(f"(raised at {origin.filename}:{origin.lineno})", file=sys.stderr)
+        sys.exit(2)

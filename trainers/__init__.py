@@ -1,0 +1,7 @@
+"""Trainers register themselves on import; every module of this package is imported here."""
+
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -1,0 +1,81 @@
+"""What all CLIP prompt-tuning trainers share: CLIP loading, precision, the training step."""
+
+import torch
+
+from engine.data import DataManager
+from engine.trainer import Trainer
+from models.clip_loader import cast_clip, input_resolution, load_clip
+from models.templates import dataset_template
+
+CLIP_DTYPES = {
+    "fp32": torch.float32,
+    "amp": torch.float32,  # float32 weights, float16 autocast
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+
+
+def check_input_size(cfg, clip_model):
+    size = input_resolution(clip_model)
+    if tuple(cfg.INPUT.SIZE) != (size, size):
+        raise ValueError(
+            f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but the backbone "
+            f"'{cfg.MODEL.BACKBONE.NAME}' takes {size}x{size} images. "
+            f"Set INPUT.SIZE ({size}, {size}) in the dataset or trainer config, or on the "
+            f"command line: INPUT.SIZE '({size}, {size})'."
+        )
+
+
+class ClipTrainer(Trainer):
+    """Builds CLIP before the data, so that a wrong backbone or size fails before any I/O.
+
+    Subclasses implement ``create_model(clip_model, classnames)`` returning a model with
+    ``learnable_modules()``, ``forward(images) -> ModelOutput`` and ``compute_loss``.
+    """
+
+    def get_precision(self):
+        return self.cfg.TRAINER.COOP.PREC
+
+    def check_cfg(self, cfg):
+        """Hook: validate trainer-specific keys before anything is loaded."""
+
+    def build(self):
+        cfg = self.cfg
+        self.check_cfg(cfg)
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME)
+        check_input_size(cfg, clip_model)
+        if self.device.type == "cpu" and self.precision == "fp16":
+            print("Warning: fp16 on the CPU is slow; bf16 or fp32 is faster there.")
+        clip_model = cast_clip(clip_model, CLIP_DTYPES[self.precision])
+        self.dm = DataManager(cfg)
+        print("Building the model")
+        self.model = self.create_model(clip_model, self.dm.classnames).to(self.device)
+        for name, module in self.model.learnable_modules().items():
+            self.register_module(name, module, self.optim_cfg_for(name))
+        n_learn = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        print(f"Learnable parameters: {n_learn:,} in {list(self._modules)}")
+
+    def create_model(self, clip_model, classnames):
+        raise NotImplementedError
+
+    def optim_cfg_for(self, module_name):
+        """The OPTIM node for one learnable module (trainers may give modules their own)."""
+        return self.cfg.OPTIM
+
+    def template(self):
+        """The dataset's hand-crafted prompt: its own ``template`` if it has one."""
+        return getattr(self.dm.dataset, "template", None) or dataset_template(self.cfg.DATASET.NAME)
+
+    def forward_backward(self, batch):
+        images = batch["img"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        with self.autocast():
+            output = self.model(images)
+            loss, parts = self.model.compute_loss(output, labels, self.epoch)
+        self.backward_and_step(loss)
+        acc = (output.logits.argmax(1) == labels).float().mean().item() * 100.0
+        return {"loss": loss.item(), "acc": acc, **parts}
+
+    def model_inference(self, images):
+        return self.model(images).logits
