@@ -57,7 +57,9 @@ def resolve_checkpoint(name_or_path, cache_dir=CLIP_CACHE_DIR):
 
 def _read_state_dict(path):
     try:
-        return torch.jit.load(path, map_location="cpu").state_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notice
+            return torch.jit.load(path, map_location="cpu").state_dict()
     except RuntimeError:
         pass  # not a TorchScript archive: a plain state dict
     try:

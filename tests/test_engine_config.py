@@ -1,0 +1,65 @@
+import argparse
+
+import pytest
+
+import trainers  # noqa: F401  (registers the trainers' config blocks)
+from engine.config import cfg_digest, get_cfg_default, merge_from_file, merge_from_list, setup_cfg
+
+
+def _args(**kw):
+    base = dict(root="", output_dir="", resume="", seed=-1, trainer="", backbone="", head="",
+                config_file="", dataset_config_file="", opts=[])
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_defaults_have_dassl_and_original_dpt_keys():
+    cfg = get_cfg_default()
+    assert cfg.INPUT.SIZE == (224, 224)
+    assert cfg.DATALOADER.TRAIN_X.BATCH_SIZE == 32
+    assert cfg.OPTIM.WARMUP_CONS_LR == 1e-5
+    assert cfg.TRAINER.COOP.N_CTX == 16
+    assert cfg.TRAINER.SELECTED_COVPT.CPN == 10
+    assert cfg.TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT == 12
+    assert cfg.PRETRAIN.C == 30 and cfg.TRAINER.ALPHA == 0.3
+    assert cfg.TRAINER.DPT.TEXT_LR == 0.002
+
+
+def test_merge_order_files_then_flags_then_overrides(tmp_path):
+    ds = tmp_path / "ds.yaml"
+    ds.write_text("DATASET:\n  NAME: ImageFolder\nOPTIM:\n  LR: 0.5\n")
+    method = tmp_path / "m.yaml"
+    method.write_text("OPTIM:\n  LR: 0.1\n  MAX_EPOCH: 7\nSEED: 3\n")
+    args = _args(dataset_config_file=str(ds), config_file=str(method), seed=5,
+                 trainer="CoOp", opts=["OPTIM.MAX_EPOCH", "9"])
+    cfg = setup_cfg(args)
+    assert cfg.OPTIM.LR == 0.1  # method file after dataset file
+    assert cfg.SEED == 5  # flag after files
+    assert cfg.OPTIM.MAX_EPOCH == 9  # override last
+    assert cfg.TRAINER.NAME == "CoOp"
+
+
+def test_unknown_key_in_file_names_key_and_closest(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("OPTIM:\n  MAX_EPOCHS: 3\n")
+    with pytest.raises(KeyError, match=r"OPTIM.MAX_EPOCHS.*bad.yaml.*Did you mean 'OPTIM.MAX_EPOCH'"):
+        merge_from_file(get_cfg_default(), str(path))
+
+
+def test_unknown_override_names_closest_valid_key():
+    with pytest.raises(KeyError, match=r"TRAINER.COOP.NCTX.*Did you mean 'TRAINER.COOP.N_CTX'"):
+        merge_from_list(get_cfg_default(), ["TRAINER.COOP.NCTX", "4"])
+
+
+def test_odd_override_list_and_missing_file():
+    with pytest.raises(ValueError, match="KEY VALUE"):
+        merge_from_list(get_cfg_default(), ["OPTIM.LR"])
+    with pytest.raises(FileNotFoundError, match="no/such.yaml"):
+        merge_from_file(get_cfg_default(), "no/such.yaml")
+
+
+def test_digest_changes_with_config():
+    a, b = get_cfg_default(), get_cfg_default()
+    assert cfg_digest(a) == cfg_digest(b)
+    b.OPTIM.LR = 1.0
+    assert cfg_digest(a) != cfg_digest(b)
