@@ -1,0 +1,121 @@
+"""Dassl's dataset container, with CoOp's few-shot cache and base/new subsampling."""
+
+import os
+
+from engine.data.sampling import generate_fewshot_dataset, subsample_classes
+from engine.data.splits import read_items, write_items
+
+
+def _lab2cname(data_source):
+    """``({label: classname}, [classname by label])``; labels must be 0..n-1, one name each."""
+    mapping = {}
+    for item in data_source:
+        known = mapping.setdefault(item.label, item.classname)
+        if known != item.classname:
+            raise ValueError(
+                f"Label {item.label} has two class names: '{known}' and '{item.classname}'"
+            )
+    labels = sorted(mapping)
+    if labels != list(range(len(labels))):
+        raise ValueError(
+            f"Training labels must be 0..{len(labels) - 1} without gaps; got {labels[:10]}"
+            f"{' ...' if len(labels) > 10 else ''}"
+        )
+    return mapping, [mapping[label] for label in labels]
+
+
+class DatasetBase:
+    """Lists of ``Datum`` for train_x, train_u, val and test (Dassl's ``DatasetBase``).
+
+    A dataset subclass is registered with ``@DATASET_REGISTRY.register()``, constructed as
+    ``Cls(cfg)`` and builds its lists in ``__init__``. Its class attribute ``dataset_dir`` is
+    the dataset's folder under ``DATASET.ROOT``; ``__init__`` sets ``self.dataset_dir =
+    self.dataset_path(cfg)``, reads (or makes) its split, calls ``fewshot_and_subsample`` and
+    finally ``super().__init__(train_x=..., val=..., test=...)``. Classes and their names come
+    from train_x.
+    """
+
+    dataset_dir = ""
+    fewshot_dir = "split_fewshot"  # few-shot cache, inside dataset_dir
+
+    def __init__(self, train_x=None, train_u=None, val=None, test=None):
+        self._train_x = train_x
+        self._train_u = train_u
+        self._val = val
+        self._test = test
+        self._lab2cname, self._classnames = _lab2cname(train_x or [])
+
+    @property
+    def train_x(self):
+        return self._train_x
+
+    @property
+    def train_u(self):
+        return self._train_u
+
+    @property
+    def val(self):
+        return self._val
+
+    @property
+    def test(self):
+        return self._test
+
+    @property
+    def lab2cname(self):
+        return self._lab2cname
+
+    @property
+    def classnames(self):
+        return self._classnames
+
+    @property
+    def num_classes(self):
+        return len(self._classnames)
+
+    @classmethod
+    def dataset_path(cls, cfg):
+        """The absolute path of ``DATASET.ROOT/<dataset_dir>``."""
+        if not cfg.DATASET.ROOT:
+            raise ValueError("DATASET.ROOT is not set; pass --root <folder holding the datasets>")
+        root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
+        return os.path.normpath(os.path.join(root, cls.dataset_dir))
+
+    def fewshot_from_cache_or_sample(self, train, val, num_shots, seed, cache_dir, path_prefix):
+        """CoOp's few-shot train and val: ``num_shots`` per class for train, then
+        ``min(num_shots, 4)`` for val, from the global RNG in that order.
+
+        The subsets are cached as ``<cache_dir>/shot_{K}-seed_{S}.json`` (split format, keys
+        "train" and "val") and read back when that file exists. A negative seed means an
+        unseeded run, whose draw is not cached. ``num_shots < 1`` keeps all data; ``val`` may
+        be ``None`` (not sampled then).
+        """
+        if num_shots < 1:
+            return train, val
+        keys = ("train",) if val is None else ("train", "val")
+        path = os.path.join(cache_dir, f"shot_{num_shots}-seed_{seed}.json")
+        if seed >= 0 and os.path.exists(path):
+            print(f"Loading few-shot data from {path}")
+            subsets = read_items(path, path_prefix, keys)
+        else:
+            subsets = [generate_fewshot_dataset(train, num_shots=num_shots)]
+            if val is not None:
+                subsets.append(generate_fewshot_dataset(val, num_shots=min(num_shots, 4)))
+            if seed >= 0:
+                write_items(path, path_prefix, dict(zip(keys, subsets)))
+                print(f"Saved few-shot data to {path}")
+        return subsets[0], (subsets[1] if val is not None else None)
+
+    def fewshot_and_subsample(self, cfg, train, val, test, path_prefix):
+        """The common tail of a CoOp dataset: few-shot train/val (DATASET.NUM_SHOTS, cached
+        under ``<dataset_dir>/split_fewshot``), then base/new (DATASET.SUBSAMPLE_CLASSES) on
+        all three. Returns ``(train, val, test)``."""
+        train, val = self.fewshot_from_cache_or_sample(
+            train,
+            val,
+            cfg.DATASET.NUM_SHOTS,
+            cfg.SEED,
+            os.path.join(self.dataset_dir, self.fewshot_dir),
+            path_prefix,
+        )
+        return subsample_classes(train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)

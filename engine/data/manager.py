@@ -1,0 +1,172 @@
+"""Building the dataset and its DataLoaders (Dassl's ``DataManager``)."""
+
+import multiprocessing
+
+import torch
+from tabulate import tabulate
+from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data.dataloader import default_collate
+
+from engine.data.images import BAD_IMAGE_CHOICES, BadImageError, read_image
+from engine.data.transforms import build_transform
+from engine.registry import DATASET_REGISTRY
+
+SAMPLERS = {"RandomSampler": RandomSampler, "SequentialSampler": SequentialSampler}
+
+
+def build_dataset(cfg):
+    """The registered dataset ``DATASET.NAME``, built as ``Cls(cfg)`` (import ``datasets``
+    first so that it is registered)."""
+    print(f"Loading dataset: {cfg.DATASET.NAME}")
+    return DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
+
+
+class DatasetWrapper(Dataset):
+    """Turns ``Datum`` items into Dassl's sample dicts: img, label, domain, impath, index.
+
+    With ``on_bad_image="skip"`` an unreadable image gives ``None`` instead (dropped by
+    ``collate_skipping_none``) and a warning with a running count, which DataLoader worker
+    processes share through ``num_skipped``.
+    """
+
+    def __init__(self, data_source, transform, on_bad_image="error"):
+        if on_bad_image not in BAD_IMAGE_CHOICES:
+            raise ValueError(
+                f"DATASET.ON_BAD_IMAGE must be one of {', '.join(BAD_IMAGE_CHOICES)}; "
+                f"got '{on_bad_image}'"
+            )
+        self.data_source = data_source
+        self.transform = transform
+        self.on_bad_image = on_bad_image
+        self._skipped = multiprocessing.Value("i", 0)
+
+    @property
+    def num_skipped(self):
+        return self._skipped.value
+
+    def __len__(self):
+        return len(self.data_source)
+
+    def __getitem__(self, index):
+        item = self.data_source[index]
+        try:
+            img = read_image(item.impath)
+        except BadImageError as err:
+            if self.on_bad_image == "error":
+                raise
+            with self._skipped.get_lock():
+                self._skipped.value += 1
+                count = self._skipped.value
+            print(
+                f"Warning: skipped unreadable image '{item.impath}' ({err.__cause__!r}); "
+                f"{count} skipped so far in this split",
+                flush=True,  # from a worker process, which may exit without flushing
+            )
+            return None
+        return {
+            "img": self.transform(img),
+            "label": item.label,
+            "domain": item.domain,
+            "impath": item.impath,
+            "index": index,
+        }
+
+
+def collate_skipping_none(samples):
+    """Default collation of the readable samples; ``None`` when none of them was."""
+    samples = [s for s in samples if s is not None]
+    return default_collate(samples) if samples else None
+
+
+class SkippingDataLoader(DataLoader):
+    """A DataLoader that leaves out batches in which no image could be read (skip mode)."""
+
+    def __iter__(self):
+        return (batch for batch in super().__iter__() if batch is not None)
+
+
+def build_data_loader(cfg, data_source, batch_size, tfm, is_train, sampler_type):
+    """A loader as Dassl builds it: drop_last only for training and only when the data fill
+    a batch; pinned memory when CUDA is used. Train workers persist across epochs."""
+    if sampler_type not in SAMPLERS:
+        raise ValueError(f"Unknown sampler '{sampler_type}'; valid: {', '.join(SAMPLERS)}")
+    dataset = DatasetWrapper(data_source, tfm, cfg.DATASET.ON_BAD_IMAGE)
+    num_workers = cfg.DATALOADER.NUM_WORKERS
+    return SkippingDataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=SAMPLERS[sampler_type](dataset),
+        num_workers=num_workers,
+        collate_fn=collate_skipping_none,
+        drop_last=is_train and len(data_source) >= batch_size,
+        pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
+        persistent_workers=is_train and num_workers > 0,
+    )
+
+
+class DataManager:
+    """The dataset, its transforms and loaders: train_loader_x, val_loader (``None`` without a
+    val split) and test_loader. Batches are dicts with "img" (float), "label" (long),
+    "domain", "impath" and "index"."""
+
+    def __init__(self, cfg, dataset=None, tfm_train=None, tfm_test=None):
+        self.dataset = build_dataset(cfg) if dataset is None else dataset
+        if tfm_train is None:
+            tfm_train = build_transform(cfg, is_train=True)
+        if tfm_test is None:
+            tfm_test = build_transform(cfg, is_train=False)
+        for split in ("train_x", "test"):
+            if not getattr(self.dataset, split):
+                raise ValueError(f"Dataset {cfg.DATASET.NAME} has an empty {split} split")
+        loaders = cfg.DATALOADER
+        self.train_loader_x = build_data_loader(
+            cfg,
+            self.dataset.train_x,
+            loaders.TRAIN_X.BATCH_SIZE,
+            tfm_train,
+            is_train=True,
+            sampler_type=loaders.TRAIN_X.SAMPLER,
+        )
+        self.val_loader = None
+        if self.dataset.val:
+            self.val_loader = build_data_loader(
+                cfg,
+                self.dataset.val,
+                loaders.TEST.BATCH_SIZE,
+                tfm_test,
+                is_train=False,
+                sampler_type=loaders.TEST.SAMPLER,
+            )
+        self.test_loader = build_data_loader(
+            cfg,
+            self.dataset.test,
+            loaders.TEST.BATCH_SIZE,
+            tfm_test,
+            is_train=False,
+            sampler_type=loaders.TEST.SAMPLER,
+        )
+        if cfg.VERBOSE:
+            self.show_dataset_summary(cfg)
+
+    @property
+    def num_classes(self):
+        return self.dataset.num_classes
+
+    @property
+    def lab2cname(self):
+        return self.dataset.lab2cname
+
+    @property
+    def classnames(self):
+        return self.dataset.classnames
+
+    def show_dataset_summary(self, cfg):
+        table = [
+            ["Dataset", cfg.DATASET.NAME or type(self.dataset).__name__],
+            ["# classes", f"{self.num_classes:,}"],
+            ["# train_x", f"{len(self.dataset.train_x):,}"],
+        ]
+        if self.dataset.val:
+            table.append(["# val", f"{len(self.dataset.val):,}"])
+        table.append(["# test", f"{len(self.dataset.test):,}"])
+        print(tabulate(table))
