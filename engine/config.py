@@ -149,31 +149,6 @@ def extend_cfg(fn):
     return fn
 
 
-@extend_cfg
-def _dpt_family_defaults(cfg):
-    """Keys of the original DPT code, shared by VPT, VLP and DPT (names unchanged)."""
-    cfg.TRAINER.VPT = CN()
-    cfg.TRAINER.VPT.N_CTX = 10
-
-    cfg.TRAINER.SELECTED_COVPT = CN()
-    cfg.TRAINER.SELECTED_COVPT.CPN = 10  # K: zero-shot top-K classes that CAVPT attends from
-
-    cfg.TRAINER.TOPDOWN_SECOVPT = CN()
-    cfg.TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT = 12  # CAVPT from this (1-based) block on
-
-    cfg.TRAINER.ALPHA = 0.3  # weight of the CAVPT auxiliary loss
-
-    # What the original hard-codes, made configurable (defaults = the original's values).
-    cfg.TRAINER.DPT = CN()
-    cfg.TRAINER.DPT.CAVPT_N_KV = 10  # learnable key/value tokens per CAVPT block
-    cfg.TRAINER.DPT.CAVPT_ATTN_DIM = 32  # width of the CAVPT query/key projection
-    cfg.TRAINER.DPT.TEXT_LR = 0.002  # learning rate of the text prompt (VLP and DPT)
-    cfg.TRAINER.DPT.TEXT_WARMUP_EPOCH = 1  # its constant warm-up epochs
-
-    cfg.PRETRAIN = CN()
-    cfg.PRETRAIN.C = 30  # epochs with the general-knowledge guidance loss (VLP, DPT)
-
-
 def get_cfg_default():
     cfg = _dassl_defaults()
     for extend in CFG_EXTENSIONS:

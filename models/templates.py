@@ -37,6 +37,6 @@ def dataset_template(dataset_name):
     return DATASET_TEMPLATES.get(dataset_name, DEFAULT_TEMPLATE)
 
 
-def ensemble_templates(dataset_name):
+def ensemble_templates(own_template):
     """ImageNet's ensemble plus the dataset's own template."""
-    return IMAGENET_ENSEMBLE + [dataset_template(dataset_name)]
+    return IMAGENET_ENSEMBLE + [own_template]

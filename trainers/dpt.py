@@ -1,0 +1,43 @@
+"""DPT: text prompt, deep visual prompt and class-aware visual prompts (Xing et al., TMM 2023)."""
+
+from yacs.config import CfgNode as CN
+
+from engine.config import extend_cfg
+from engine.registry import TRAINER_REGISTRY
+from models.dpt import DPTModel
+from trainers.coop import text_prompt_kwargs
+from trainers.vlp import VLP
+
+
+@extend_cfg
+def dpt_cfg(cfg):
+    cfg.TRAINER.SELECTED_COVPT = CN()
+    cfg.TRAINER.SELECTED_COVPT.CPN = 10  # K: zero-shot top-K classes that CAVPT attends from
+    cfg.TRAINER.TOPDOWN_SECOVPT = CN()
+    cfg.TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT = 12  # CAVPT from this (1-based) block on
+    cfg.TRAINER.ALPHA = 0.3  # weight of the CAVPT auxiliary loss
+    # Hard-coded in the original; the defaults are its values.
+    cfg.TRAINER.DPT.CAVPT_N_KV = 10  # learnable key/value tokens per CAVPT block
+    cfg.TRAINER.DPT.CAVPT_ATTN_DIM = 32  # width of the CAVPT query/key projection
+
+
+@TRAINER_REGISTRY.register()
+class DPT(VLP):
+    """Three optimisers as in the original: visual prompt and CAVPT at OPTIM.LR, text prompt
+    at TRAINER.DPT.TEXT_LR (VLP's ``optim_cfg_for``)."""
+
+    def create_model(self, clip_model, classnames):
+        cfg = self.cfg
+        return DPTModel(
+            clip_model,
+            classnames,
+            self.template(),
+            vpt_n_ctx=cfg.TRAINER.VPT.N_CTX,
+            pretrain_c=cfg.PRETRAIN.C,
+            bottomlimit=cfg.TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT,
+            cpn=cfg.TRAINER.SELECTED_COVPT.CPN,
+            alpha=cfg.TRAINER.ALPHA,
+            cavpt_n_kv=cfg.TRAINER.DPT.CAVPT_N_KV,
+            cavpt_attn_dim=cfg.TRAINER.DPT.CAVPT_ATTN_DIM,
+            **text_prompt_kwargs(cfg),
+        )

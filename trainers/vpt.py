@@ -1,0 +1,22 @@
+"""VPT: deep visual prompts in every ViT block, frozen hand-crafted text (DPT's ablation)."""
+
+from yacs.config import CfgNode as CN
+
+from engine.config import extend_cfg
+from engine.registry import TRAINER_REGISTRY
+from models.vpt import VPTModel
+from trainers.base import ClipTrainer
+
+
+@extend_cfg
+def vpt_cfg(cfg):
+    cfg.TRAINER.VPT = CN()
+    cfg.TRAINER.VPT.N_CTX = 10  # visual prompt tokens per block
+
+
+@TRAINER_REGISTRY.register()
+class VPT(ClipTrainer):
+    def create_model(self, clip_model, classnames):
+        return VPTModel(
+            clip_model, classnames, self.template(), vpt_n_ctx=self.cfg.TRAINER.VPT.N_CTX
+        )

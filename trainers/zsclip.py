@@ -1,0 +1,31 @@
+"""Zero-shot CLIP: the dataset's hand-crafted template (or ImageNet's ensemble), no training."""
+
+from yacs.config import CfgNode as CN
+
+from engine.config import extend_cfg
+from engine.registry import TRAINER_REGISTRY
+from models.templates import ensemble_templates
+from models.zeroshot import ZeroShotClassifier
+from trainers.base import ClipTrainer
+
+
+@extend_cfg
+def zsclip_cfg(cfg):
+    cfg.TRAINER.ZSCLIP = CN()
+    # Average the text features of ImageNet's 7 selected templates and the dataset's own.
+    cfg.TRAINER.ZSCLIP.ENSEMBLE = False
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP(ClipTrainer):
+    def get_precision(self):
+        # Nothing is trained; fp16 only pays off on a GPU.
+        return self.cfg.TRAINER.COOP.PREC if self.device.type == "cuda" else "fp32"
+
+    def create_model(self, clip_model, classnames):
+        if self.cfg.TRAINER.ZSCLIP.ENSEMBLE:
+            templates = ensemble_templates(self.template())
+        else:
+            templates = [self.template()]
+        print(f"Prompt templates: {templates}")
+        return ZeroShotClassifier(clip_model, classnames, templates)
