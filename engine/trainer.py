@@ -341,13 +341,19 @@ class Trainer:
             if ckpt.get("epoch"):
                 self.epoch = ckpt["epoch"] - 1
 
+    def adapt_loaded_state(self, name, state_dict):
+        """Hook: fit a loaded state dict to this run (e.g. drop heads of other classes)."""
+        return state_dict
+
     def _load_state(self, name, state_dict):
         """Load parameters; buffers (derived from CLIP and class names) are rebuilt, not read."""
         module = self._modules[name]
-        buffers = {k for k, _ in module.named_buffers()}
-        params = {k: v for k, v in state_dict.items() if k not in buffers}
+        adapted = self.adapt_loaded_state(name, state_dict)
+        # Buffers derived from CLIP and class names are rebuilt; the hook may leave out more.
+        skip = {k for k, _ in module.named_buffers()} | (set(state_dict) - set(adapted))
+        params = {k: v for k, v in adapted.items() if k not in skip}
         missing, unexpected = module.load_state_dict(params, strict=False)
-        missing = [k for k in missing if k not in buffers]
+        missing = [k for k in missing if k not in skip]
         unexpected = [k for k in unexpected if not k.startswith(("token_prefix", "token_suffix"))]
         if missing or unexpected:
             raise RuntimeError(

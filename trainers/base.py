@@ -6,6 +6,7 @@ from engine.data import DataManager
 from engine.trainer import Trainer
 from models.clip_loader import cast_clip, input_resolution, load_clip
 from models.templates import dataset_template
+from trainers.original_checkpoints import is_original_layout, read_original_run
 
 CLIP_DTYPES = {
     "fp32": torch.float32,
@@ -66,6 +67,23 @@ class ClipTrainer(Trainer):
     def template(self):
         """The dataset's hand-crafted prompt: its own ``template`` if it has one."""
         return getattr(self.dm.dataset, "template", None) or dataset_template(self.cfg.DATASET.NAME)
+
+    def load_model(self, directory, epoch=None, best=False):
+        """Also reads run directories of the original DPT code (detected by their folders)."""
+        if not is_original_layout(directory):
+            return super().load_model(directory, epoch, best)
+        modules, found_epoch = read_original_run(directory, epoch)
+        print(f"Loading weights from the original code's run directory {directory} "
+              f"(epoch = {found_epoch})")  # fmt: skip
+        missing = [name for name in self._modules if name not in modules]
+        if missing:
+            raise FileNotFoundError(
+                f"{directory} has no checkpoint for {missing} (found {sorted(modules)})"
+            )
+        for name in self._modules:
+            self._load_state(name, modules[name])
+        if found_epoch:
+            self.epoch = found_epoch - 1
 
     def forward_backward(self, batch):
         images = batch["img"].to(self.device, non_blocking=True)

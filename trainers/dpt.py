@@ -41,3 +41,21 @@ class DPT(VLP):
             cavpt_attn_dim=cfg.TRAINER.DPT.CAVPT_ATTN_DIM,
             **text_prompt_kwargs(cfg),
         )
+
+    def adapt_loaded_state(self, name, state_dict):
+        """CAVPT's auxiliary heads are class-specific and only serve the training loss: weights
+        trained on other classes (cross-dataset evaluation) are left out; inference is
+        unaffected."""
+        if name != "cavpt":
+            return state_dict
+        n_cls = self.dm.num_classes
+        heads = [k for k in state_dict if k.endswith("classifier.weight")]
+        foreign = [k for k in heads if state_dict[k].shape[0] != n_cls]
+        if foreign:
+            n_saved = state_dict[foreign[0]].shape[0]
+            print(
+                f"Note: the checkpoint's CAVPT heads have {n_saved} classes, this run {n_cls}; "
+                "they are not loaded (inference does not use them)."
+            )
+            state_dict = {k: v for k, v in state_dict.items() if k not in foreign}
+        return state_dict

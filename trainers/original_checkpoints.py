@@ -1,0 +1,67 @@
+"""Run directories written by the original DPT code: detect, read, convert to our layout.
+
+The original saves each learnable module in its own folder, named after its attribute path
+(``image_encoder.transformer.ctx_learner``, ``image_encoder.transformer.extractor``,
+``prompt_learner``), with keys relative to that module and tensors often in float16.
+"""
+
+import os
+
+from engine.checkpoint import (
+    BEST_NAME,
+    epoch_name,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from models.upstream import UPSTREAM_MODULES, upstream_to_ours
+
+# Folders that only the original layout has (``prompt_learner`` is the same in both).
+_ORIGINAL_ONLY = [name for ours, name in UPSTREAM_MODULES.items() if ours != name]
+
+
+def is_original_layout(directory):
+    return any(os.path.isdir(os.path.join(directory, name)) for name in _ORIGINAL_ONLY)
+
+
+def _checkpoint_path(module_dir, epoch):
+    if epoch is not None:
+        return os.path.join(module_dir, epoch_name(epoch))
+    best = os.path.join(module_dir, BEST_NAME)  # the original's default for evaluation
+    return best if os.path.isfile(best) else latest_checkpoint(module_dir)
+
+
+def read_original_run(directory, epoch=None):
+    """Our modules' state dicts (float32, our names) and the epoch, from an original run dir."""
+    flat, found_epoch = {}, None
+    for folder in UPSTREAM_MODULES.values():
+        module_dir = os.path.join(directory, folder)
+        if not os.path.isdir(module_dir):
+            continue
+        path = _checkpoint_path(module_dir, epoch)
+        if not path or not os.path.isfile(path):
+            wanted = epoch_name(epoch) if epoch is not None else f"{BEST_NAME} or a checkpoint"
+            raise FileNotFoundError(f"No {wanted} in {module_dir}")
+        ckpt = load_checkpoint(path)
+        found_epoch = ckpt.get("epoch", found_epoch)
+        for key, value in ckpt["state_dict"].items():
+            flat[f"{folder}.{key}"] = value
+    params, _derived, unknown = upstream_to_ours(flat)
+    if unknown:
+        raise ValueError(f"Unknown parameters in the original run directory {directory}: {unknown}")
+    modules = {}
+    for name, value in params.items():
+        module, key = name.split(".", 1)
+        modules.setdefault(module, {})[key] = value.float()
+    return modules, found_epoch
+
+
+def convert_original_run(src, dst, epoch=None):
+    """Write an original run directory's weights in our layout; returns the written paths."""
+    modules, found_epoch = read_original_run(src, epoch)
+    written = []
+    for name, state_dict in modules.items():
+        state = {"state_dict": state_dict, "epoch": found_epoch or 0, "optimizer": None,
+                 "scheduler": None, "val_result": None}  # fmt: skip
+        written.append(save_checkpoint(state, os.path.join(dst, name)))
+    return written
