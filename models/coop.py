@@ -1,0 +1,29 @@
+"""CoOp: learnable text context, frozen CLIP image encoder."""
+
+from collections import OrderedDict
+
+import torch
+
+from models.base import ModelOutput, PromptTuningModel, l2_normalize
+from models.text import LearnedTextFeatures, PromptLearner
+
+
+class CoOpModel(PromptTuningModel):
+    """Logits of CLIP's image features against the learned prompts' text features."""
+
+    def __init__(self, clip_model, classnames, n_ctx=16, ctx_init="", csc=False,
+                 class_token_position="end"):  # fmt: skip
+        super().__init__(clip_model)
+        prompt_learner = PromptLearner(
+            clip_model, classnames, n_ctx, ctx_init, csc, class_token_position
+        )
+        self.text = LearnedTextFeatures(clip_model, prompt_learner)
+
+    def learnable_modules(self):
+        return OrderedDict(prompt_learner=self.text.prompt_learner)
+
+    def forward(self, images):
+        with torch.no_grad():  # nothing learnable on the image side
+            image_features = l2_normalize(self.clip.visual(images.to(self.dtype)))
+        text_features = l2_normalize(self.text())
+        return ModelOutput(self.logit_scale() * image_features @ text_features.t())

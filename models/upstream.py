@@ -1,0 +1,102 @@
+"""Parameter names of the original DPT code (github fanrena/DPT) and ours.
+
+Ours are ``<learnable module>.<key in that module's state dict>``, the module names being the
+folder names of the run directory (``prompt_learner``, ``visual_prompt``, ``cavpt``). The
+original registers its learnable modules under longer names (``UPSTREAM_MODULES``), keeps the
+CAVPT key/value tokens of all blocks in one stacked tensor, and saves buffers derived from the
+class names and CLIP (``DERIVED_KEYS``), which we recompute instead of loading.
+"""
+
+import re
+
+import torch
+
+# our learnable module (run-directory folder) -> the original's module (its folder)
+UPSTREAM_MODULES = {
+    "prompt_learner": "prompt_learner",
+    "visual_prompt": "image_encoder.transformer.ctx_learner",
+    "cavpt": "image_encoder.transformer.extractor",
+}
+
+DERIVED_KEYS = ("prompt_learner.token_prefix", "prompt_learner.token_suffix", "text_features")
+
+_CAVPT = "image_encoder.transformer.extractor"
+
+# (original, ours); "{i}" is a CAVPT block index
+_RENAMES = [
+    ("prompt_learner.ctx", "prompt_learner.ctx"),
+    ("image_encoder.transformer.ctx_learner.ctx", "visual_prompt.tokens"),
+    (_CAVPT + ".meta_nets.{i}.weight", "cavpt.blocks.{i}.meta_net.weight"),
+    (_CAVPT + ".meta_nets.{i}.bias", "cavpt.blocks.{i}.meta_net.bias"),
+    (_CAVPT + ".attns.{i}.qmlp.weight", "cavpt.blocks.{i}.q_proj.weight"),
+    (_CAVPT + ".attns.{i}.kmlp.weight", "cavpt.blocks.{i}.k_proj.weight"),
+    (_CAVPT + ".attns.{i}.vmlp.weight", "cavpt.blocks.{i}.v_proj.weight"),
+    (_CAVPT + ".lns.{i}.weight", "cavpt.blocks.{i}.logit_norm.weight"),
+    (_CAVPT + ".lns.{i}.bias", "cavpt.blocks.{i}.logit_norm.bias"),
+    (_CAVPT + ".classfiers.{i}.weight", "cavpt.blocks.{i}.classifier.weight"),  # sic
+    (_CAVPT + ".lns2.{i}.weight", "cavpt.blocks.{i}.prompt_norm.weight"),
+    (_CAVPT + ".lns2.{i}.bias", "cavpt.blocks.{i}.prompt_norm.bias"),
+]
+
+# original tensor stacked over CAVPT blocks -> our per-block name
+_STACKED = {_CAVPT + ".ctx": "cavpt.blocks.{i}.kv_tokens"}
+
+
+def _pattern(template):
+    return re.compile(re.escape(template).replace(re.escape("{i}"), r"(?P<i>\d+)") + "$")
+
+
+_FORWARD = [(_pattern(theirs), ours) for theirs, ours in _RENAMES]
+_BACKWARD = [(_pattern(ours), theirs) for theirs, ours in _RENAMES]
+_UNSTACK = {_pattern(ours): theirs for theirs, ours in _STACKED.items()}
+
+
+def _rename(name, rules):
+    for pattern, template in rules:
+        match = pattern.match(name)
+        if match:
+            return template.format(**match.groupdict())
+    return None
+
+
+def upstream_to_ours(state_dict):
+    """Split an original-code state dict into (our parameters, derived buffers, unknown keys)."""
+    params, derived, unknown = {}, {}, []
+    for name, value in state_dict.items():
+        if name in DERIVED_KEYS:
+            derived[name] = value
+        elif name in _STACKED:
+            for i, block_value in enumerate(value.unbind(0)):
+                params[_STACKED[name].format(i=i)] = block_value
+        else:
+            ours = _rename(name, _FORWARD)
+            if ours is None:
+                unknown.append(name)
+            else:
+                params[ours] = value
+    return params, derived, unknown
+
+
+def ours_to_upstream(state_dict):
+    """Our parameter names (or gradients keyed by them) -> the original code's names.
+
+    Raises ``KeyError`` for a name the original code has no counterpart for.
+    """
+    out, stacked = {}, {}
+    for name, value in state_dict.items():
+        theirs = _rename(name, _BACKWARD)
+        if theirs is not None:
+            out[theirs] = value
+            continue
+        for pattern, target in _UNSTACK.items():
+            match = pattern.match(name)
+            if match:
+                stacked.setdefault(target, {})[int(match["i"])] = value
+                break
+        else:
+            raise KeyError(f"no parameter of the original code corresponds to {name!r}")
+    for target, blocks in stacked.items():
+        if sorted(blocks) != list(range(len(blocks))):
+            raise KeyError(f"{target} needs blocks 0..{len(blocks) - 1}, got {sorted(blocks)}")
+        out[target] = torch.stack([blocks[i] for i in range(len(blocks))])
+    return out

@@ -1,0 +1,143 @@
+"""Image side: CLIP's ViT with tokens appended per block, deep visual prompts, CAVPT."""
+
+import math
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    from clip.model import VisionTransformer
+
+
+def require_vit(clip_model, model_name):
+    """Visual prompts are tokens in a transformer's sequence: a ResNet CLIP has none."""
+    if not isinstance(clip_model.visual, VisionTransformer):
+        raise TypeError(
+            f"{model_name} needs a ViT CLIP backbone (e.g. ViT-B/32 or ViT-B/16): its visual "
+            "prompts are tokens appended to the image transformer's sequence; got a "
+            f"{type(clip_model.visual).__name__} image encoder (a ResNet backbone)"
+        )
+
+
+def _linear(layer, x):
+    """``layer`` applied with its float32 weights cast to the activations' dtype."""
+    bias = None if layer.bias is None else layer.bias.to(x.dtype)
+    return F.linear(x, layer.weight.to(x.dtype), bias)
+
+
+def _layer_norm(norm, x):
+    """LayerNorm in float32, returned in the input's dtype (as CLIP's LayerNorm does)."""
+    out = F.layer_norm(x.float(), norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    return out.to(x.dtype)
+
+
+class PromptedViT(nn.Module):
+    """CLIP's ViT image encoder with extra tokens appended before chosen blocks."""
+
+    def __init__(self, visual):
+        super().__init__()
+        self.visual = visual
+
+    @property
+    def n_layers(self):
+        return len(self.visual.transformer.resblocks)
+
+    @property
+    def width(self):
+        return self.visual.conv1.out_channels
+
+    def forward(self, images, block_prompts=None):
+        """Image features [B, E] (projected CLS token, not normalised).
+
+        ``block_prompts(i, x)`` gives the tokens [n, B, W] appended to the sequence x [N, B, W]
+        entering block i (they are dropped again after the block), or None for none.
+        """
+        visual = self.visual
+        x = visual.conv1(images.to(visual.conv1.weight.dtype))
+        x = x.flatten(2).transpose(1, 2)  # [B, grid ** 2, W]
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+        x = visual.ln_pre(x).permute(1, 0, 2)  # NLD -> LND
+        for i, block in enumerate(visual.transformer.resblocks):
+            extra = None if block_prompts is None else block_prompts(i, x)
+            if extra is None:
+                x = block(x)
+            else:
+                n_tokens = x.shape[0]
+                x = block(torch.cat([x, extra.to(x.dtype)]))[:n_tokens]
+        return visual.ln_post(x[0]) @ visual.proj
+
+
+class DeepVisualPrompt(nn.Module):
+    """VPT-deep: ``n_tokens`` learnable tokens for each of the first ``n_layers`` blocks."""
+
+    def __init__(self, n_layers, n_tokens, width, device=None):
+        super().__init__()
+        self.tokens = nn.Parameter(torch.empty(n_layers, n_tokens, width, device=device))
+        nn.init.normal_(self.tokens, std=0.02)
+
+    @property
+    def n_layers(self):
+        return self.tokens.shape[0]
+
+    def forward(self, layer, sequence):
+        """Tokens [n_tokens, B, W] (float32) to append to ``sequence`` [N, B, W] entering
+        block ``layer``, or None past the prompted blocks (a ``PromptedViT`` hook)."""
+        if layer >= self.n_layers:
+            return None
+        return self.tokens[layer][:, None].expand(-1, sequence.shape[1], -1)
+
+
+class ClassAwarePromptBlock(nn.Module):
+    """One CAVPT block: class-aware visual prompts for the K selected classes.
+
+    The query of each prompt is the selected class's text feature mapped to the image width;
+    it attends over the block's input tokens (detached) and ``n_kv`` learnable tokens. The
+    attended output feeds an auxiliary classifier and, added to the query, gives the prompt.
+    """
+
+    def __init__(self, text_dim, width, n_classes, n_kv, attn_dim, device=None):
+        super().__init__()
+        self.kv_tokens = nn.Parameter(torch.empty(n_kv, width, device=device))
+        nn.init.normal_(self.kv_tokens, std=0.02)
+        self.meta_net = nn.Linear(text_dim, width, device=device)
+        self.q_proj = nn.Linear(width, attn_dim, bias=False, device=device)
+        self.k_proj = nn.Linear(width, attn_dim, bias=False, device=device)
+        self.v_proj = nn.Linear(width, width, bias=False, device=device)
+        self.logit_norm = nn.LayerNorm(width, device=device)
+        self.classifier = nn.Linear(width, n_classes, bias=False, device=device)
+        self.prompt_norm = nn.LayerNorm(width, device=device)
+
+    def forward(self, tokens, class_text):
+        """tokens [N, B, W], class_text [B, K, E] -> prompts [K, B, W], logits [K, B, C]."""
+        dtype = tokens.dtype
+        query = _linear(self.meta_net, class_text.to(dtype))  # [B, K, W]
+        kv_tokens = self.kv_tokens.to(dtype).expand(tokens.shape[1], -1, -1)
+        kv = torch.cat([tokens.detach().transpose(0, 1), kv_tokens], dim=1)  # [B, N + n_kv, W]
+        scores = _linear(self.q_proj, query) @ _linear(self.k_proj, kv).transpose(1, 2)
+        attn = torch.softmax(scores.float() / math.sqrt(self.q_proj.out_features), dim=-1)
+        attended = _linear(self.v_proj, attn.to(dtype) @ kv)
+        logits = _linear(self.classifier, _layer_norm(self.logit_norm, attended))
+        prompts = _layer_norm(self.prompt_norm, attended + query)
+        return prompts.transpose(0, 1), logits.transpose(0, 1)
+
+
+class CAVPT(nn.Module):
+    """Class-aware visual prompt tuning: one ``ClassAwarePromptBlock`` per prompted block."""
+
+    def __init__(self, n_blocks, text_dim, width, n_classes, n_kv=10, attn_dim=32, device=None):
+        super().__init__()
+        if n_kv < 0 or attn_dim < 1:
+            raise ValueError(
+                f"need cavpt_n_kv >= 0 and cavpt_attn_dim >= 1, got {n_kv}, {attn_dim}"
+            )
+        self.blocks = nn.ModuleList(
+            ClassAwarePromptBlock(text_dim, width, n_classes, n_kv, attn_dim, device=device)
+            for _ in range(n_blocks)
+        )
+
+    def forward(self, block, tokens, class_text):
+        return self.blocks[block](tokens, class_text)

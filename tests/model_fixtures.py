@@ -1,0 +1,14 @@
+"""Fixtures shared by the model and parity tests."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """The tiny models run many small ops: one thread is several times faster on shared CPUs
+    than a contended pool (and results are reproducible)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,0 +1,82 @@
+"""Prompted ViT, deep visual prompt and CAVPT blocks on a tiny CLIP."""
+
+import pytest
+import torch
+from clip.model import CLIP
+
+from models.visual import CAVPT, DeepVisualPrompt, PromptedViT, require_vit
+from tests.clip_fixtures import make_clip
+from tests.model_fixtures import single_thread  # noqa: F401 (autouse fixture)
+
+
+@pytest.fixture(scope="module")
+def clip_model():
+    return make_clip(seed=2, vision_layers=3).float().eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def test_without_prompts_it_is_clip(clip_model, images):
+    encoder = PromptedViT(clip_model.visual)
+    assert (encoder.n_layers, encoder.width) == (3, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(images), clip_model.visual(images))
+        no_tokens = DeepVisualPrompt(3, 0, 64)
+        torch.testing.assert_close(encoder(images, no_tokens), clip_model.visual(images))
+
+
+def test_deep_prompt_changes_features_and_gets_gradients(clip_model, images):
+    encoder = PromptedViT(clip_model.visual)
+    prompt = DeepVisualPrompt(2, 4, encoder.width)  # first two of three blocks
+    assert prompt(2, torch.zeros(5, 2, 64)) is None
+    assert prompt(1, torch.zeros(5, 2, 64)).shape == (4, 2, 64)
+    features = encoder(images, prompt)
+    with torch.no_grad():
+        assert not torch.allclose(features, clip_model.visual(images))
+    features.sum().backward()
+    assert prompt.tokens.grad.abs().sum(dim=(1, 2)).gt(0).all()
+
+
+def test_appended_tokens_are_dropped_after_each_block(clip_model, images):
+    seen = []
+
+    def record(block, sequence):
+        seen.append(sequence.shape[0])
+        return torch.zeros(block + 1, sequence.shape[1], sequence.shape[2])
+
+    PromptedViT(clip_model.visual)(images, record)
+    assert seen == [17, 17, 17]  # CLS + 16 patches entering every block
+
+
+def test_cavpt_block_shapes_and_detached_keys():
+    cavpt = CAVPT(n_blocks=2, text_dim=32, width=64, n_classes=5, n_kv=3, attn_dim=8)
+    tokens = torch.randn(17, 2, 64, requires_grad=True)
+    class_text = torch.randn(2, 4, 32, requires_grad=True)
+    prompts, logits = cavpt(1, tokens, class_text)
+    assert prompts.shape == (4, 2, 64) and logits.shape == (4, 2, 5)
+    (prompts.sum() + logits.sum()).backward()
+    assert tokens.grad is None  # keys and values see the image tokens detached
+    assert class_text.grad.abs().sum() > 0  # the queries come from the text features
+    block = cavpt.blocks[1]
+    assert block.kv_tokens.grad.abs().sum() > 0
+    assert cavpt.blocks[0].kv_tokens.grad is None
+    assert (block.q_proj.out_features, block.kv_tokens.shape) == (8, (3, 64))
+
+
+def test_cavpt_in_half_precision_keeps_float32_parameters():
+    cavpt = CAVPT(n_blocks=1, text_dim=32, width=64, n_classes=5)
+    tokens = torch.randn(17, 2, 64).to(torch.bfloat16)
+    prompts, logits = cavpt(0, tokens, torch.randn(2, 3, 32).to(torch.bfloat16))
+    assert prompts.dtype == logits.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in cavpt.parameters())
+    logits.float().sum().backward()
+    assert cavpt.blocks[0].classifier.weight.grad.dtype == torch.float32
+
+
+def test_resnet_clip_is_rejected():
+    resnet_clip = CLIP(32, 64, (1, 1, 1, 1), 8, None, 77, 49408, 64, 1, 1)
+    with pytest.raises(TypeError, match="needs a ViT CLIP backbone.*ModifiedResNet"):
+        require_vit(resnet_clip, "DPT")

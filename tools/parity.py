@@ -1,0 +1,358 @@
+"""Check our models against reference outputs of the original DPT code (a golden file).
+
+    python tools/parity.py PATH.pt
+
+Builds our model of the golden's type and configuration on its CLIP (float32), loads its
+parameters under the original code's names, runs its inputs and compares every quantity:
+outputs, losses before and after PRETRAIN.C, CAVPT terms, gradients, eval logits. One line
+per quantity with the largest absolute difference and the largest difference relative to the
+reference's largest magnitude; exit status 0 only when every relative difference is within
+the tolerance. The last line is ``parity: OK max_rel=...`` or ``parity: FAIL ...``.
+
+Lossy golden CLIP: a golden's ``clip_state_dict`` is stored in float16. When the reference
+ran a float32 CLIP that is not exactly representable in float16 (seen in the shared goldens:
+their token embeddings, positional and class embeddings and logit scale were float32 values
+of a seeded random initialisation, only the matrices that CLIP's ``convert_weights`` handles
+were rounded), no implementation can agree closer than about 1e-3. If the comparison on the
+stored weights fails, the tool looks for the seed whose ``clip.model.CLIP`` initialisation
+rounds bit for bit to every stored tensor; if one exists it compares again on that model
+(matrices rounded as ``convert_weights`` does) and says so in a ``note:`` line.
+"""
+
+import argparse
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    from clip.model import CLIP, build_model, convert_weights  # noqa: E402
+
+from models import CoOpModel, DPTModel, VLPModel, VPTModel  # noqa: E402
+from models.upstream import ours_to_upstream  # noqa: E402
+
+FORMAT = "dpt-golden-v1"
+TOLERANCE = 1e-4  # relative to the reference's largest magnitude
+PRETRAIN_C = 1  # epoch 0 is before PRETRAIN.C (guidance terms on), epoch 1 after
+CAVPT = "image_encoder.transformer.extractor"
+MAX_SEED = 10_000  # seeds tried when recovering the reference CLIP of a lossy golden
+
+
+@dataclass
+class Comparison:
+    name: str
+    max_abs: float
+    max_rel: float
+    ok: bool
+    note: str = ""
+
+    def line(self):
+        status = "ok" if self.ok else "FAIL"
+        note = f" ({self.note})" if self.note else ""
+        return (
+            f"{self.name:<62} max_abs={self.max_abs:.3e} max_rel={self.max_rel:.3e} {status}{note}"
+        )
+
+
+def compare_tensors(name, ours, reference):
+    if ours is None:
+        return Comparison(name, float("inf"), float("inf"), False, "missing in our output")
+    ours = torch.as_tensor(ours).detach().float().cpu()
+    reference = torch.as_tensor(reference).detach().float().cpu()
+    if ours.shape != reference.shape:
+        note = f"shape {tuple(ours.shape)} vs reference {tuple(reference.shape)}"
+        return Comparison(name, float("inf"), float("inf"), False, note)
+    if ours.numel() == 0:
+        return Comparison(name, 0.0, 0.0, True)
+    max_abs = (ours - reference).abs().max().item()
+    scale = reference.abs().max().item()
+    max_rel = max_abs / scale if scale > 0 else max_abs
+    return Comparison(name, max_abs, max_rel, max_rel <= TOLERANCE)
+
+
+def compare_exact(name, ours, reference):
+    """Integers (indices, counts): any difference fails."""
+    if ours is None:
+        return Comparison(name, float("inf"), float("inf"), False, "missing in our output")
+    ours, reference = torch.as_tensor(ours).cpu(), torch.as_tensor(reference).cpu()
+    if ours.shape != reference.shape:
+        note = f"shape {tuple(ours.shape)} vs reference {tuple(reference.shape)}"
+        return Comparison(name, float("inf"), float("inf"), False, note)
+    n_diff = int((ours != reference).sum())
+    if n_diff == 0:
+        return Comparison(name, 0.0, 0.0, True)
+    return Comparison(name, float(n_diff), float("inf"), False, f"{n_diff} entries differ")
+
+
+def build_clip(state_dict):
+    clip_model = build_model({key: value.clone() for key, value in state_dict.items()})
+    return clip_model.float().eval()
+
+
+def _vit_clip_kwargs(state_dict):
+    """``clip.model.CLIP`` arguments for a ViT state dict, inferred as ``build_model`` does."""
+    width, _, patch, _ = state_dict["visual.conv1.weight"].shape
+    grid = round((state_dict["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    text_width = state_dict["ln_final.weight"].shape[0]
+    return dict(
+        embed_dim=state_dict["text_projection"].shape[1],
+        image_resolution=patch * grid,
+        vision_layers=len(
+            [
+                k
+                for k in state_dict
+                if k.startswith("visual.") and k.endswith(".attn.in_proj_weight")
+            ]
+        ),
+        vision_width=width,
+        vision_patch_size=patch,
+        context_length=state_dict["positional_embedding"].shape[0],
+        vocab_size=state_dict["token_embedding.weight"].shape[0],
+        transformer_width=text_width,
+        transformer_heads=text_width // 64,
+        transformer_layers=len(
+            {k.split(".")[2] for k in state_dict if k.startswith("transformer.resblocks")}
+        ),
+    )
+
+
+def recover_reference_clip(state_dict, max_seed=MAX_SEED):
+    """The seeded random CLIP that ``state_dict`` is the float16 rounding of, or None.
+
+    Returns ``(clip_model, seed)`` with the model in float32 and its matrices rounded as
+    CLIP's ``convert_weights`` does. A seed is accepted only if every tensor matches.
+    """
+    if "visual.proj" not in state_dict or state_dict["visual.conv1.weight"].dtype != torch.float16:
+        return None
+    kwargs = _vit_clip_kwargs(state_dict)
+    width, patch = kwargs["vision_width"], kwargs["vision_patch_size"]
+    with torch.random.fork_rng():
+        for seed in range(max_seed):
+            torch.manual_seed(seed)  # conv1 is the first tensor CLIP initialises: a cheap probe
+            probe = torch.nn.Conv2d(3, width, patch, stride=patch, bias=False)
+            if not torch.equal(probe.weight.detach().half(), state_dict["visual.conv1.weight"]):
+                continue
+            torch.manual_seed(seed)
+            clip_model = CLIP(**kwargs)
+            ours = clip_model.state_dict()
+            if set(ours) == set(state_dict) and all(
+                torch.equal(ours[key].half(), value.half()) for key, value in state_dict.items()
+            ):
+                convert_weights(clip_model)
+                return clip_model.float().eval().requires_grad_(False), seed
+    return None
+
+
+def build_our_model(kind, config, clip_model, upstream_state_dict):
+    """Our model of the golden's type; CAVPT sizes are read off the saved parameters."""
+    text = dict(
+        n_ctx=config["text_n_ctx"],
+        ctx_init=config.get("text_ctx_init") or "",
+        csc=bool(config["text_csc"]),
+        class_token_position=config["class_token_position"],
+    )
+    classnames, template = config["classnames"], config["template"]
+    if kind == "coop":
+        return CoOpModel(clip_model, classnames, **text)
+    if kind == "vpt":
+        return VPTModel(clip_model, classnames, template, vpt_n_ctx=config["vpt_n_ctx"])
+    if kind == "vlp":
+        return VLPModel(
+            clip_model, classnames, template, **text, vpt_n_ctx=config["vpt_n_ctx"],
+            pretrain_c=PRETRAIN_C,
+        )  # fmt: skip
+    if kind == "dpt":
+        return DPTModel(
+            clip_model, classnames, template, **text,
+            vpt_n_ctx=config["vpt_n_ctx"],
+            bottomlimit=config["bottomlimit"],
+            cpn=config["cpn"],
+            alpha=config["alpha"],
+            cavpt_n_kv=upstream_state_dict[f"{CAVPT}.ctx"].shape[1],
+            cavpt_attn_dim=upstream_state_dict[f"{CAVPT}.attns.0.qmlp.weight"].shape[0],
+            pretrain_c=PRETRAIN_C,
+        )  # fmt: skip
+    raise ValueError(f"unknown model type {kind!r} (expected dpt, vlp, vpt or coop)")
+
+
+def gradients_by_upstream_name(model):
+    grads = {
+        f"{module_name}.{key}": (param.grad if param.grad is not None else torch.zeros_like(param))
+        for module_name, module in model.learnable_modules().items()
+        for key, param in module.named_parameters()
+    }
+    return ours_to_upstream(grads)
+
+
+def compare_trainable(model, reference_names):
+    """Only the learnable modules' parameters train, and they are the reference's."""
+    learnable = {
+        f"{module_name}.{key}": param
+        for module_name, module in model.learnable_modules().items()
+        for key, param in module.named_parameters()
+    }
+    learnable_ids = {id(param) for param in learnable.values()}
+    stray = [
+        name
+        for name, p in model.named_parameters()
+        if p.requires_grad and id(p) not in learnable_ids
+    ]
+    frozen = [name for name, param in learnable.items() if not param.requires_grad]
+    ours = set(ours_to_upstream({name: param.detach() for name, param in learnable.items()}))
+    notes = []
+    if stray:
+        notes.append(f"trainable outside the learnable modules: {stray}")
+    if frozen:
+        notes.append(f"learnable but frozen: {frozen}")
+    if ours != set(reference_names):
+        notes.append(
+            f"ours only {sorted(ours - set(reference_names))}, reference only "
+            f"{sorted(set(reference_names) - ours)}"
+        )
+    ok = not notes
+    return Comparison(
+        "trainable", 0.0 if ok else float("inf"), 0.0 if ok else float("inf"), ok, "; ".join(notes)
+    )
+
+
+def compare_outputs(out, reference):
+    rows = [compare_tensors("outputs.logits", out.logits, reference["logits"])]
+    for name in ("logits1", "logits2"):
+        if reference.get(name) is not None:
+            rows.append(compare_tensors(f"outputs.{name}", getattr(out, name), reference[name]))
+    ref_layers = reference.get("layer_logits") or []
+    ours_layers = out.layer_logits or []
+    if len(ours_layers) != len(ref_layers):
+        note = f"{len(ours_layers)} CAVPT blocks vs reference {len(ref_layers)}"
+        rows.append(Comparison("outputs.layer_logits", float("inf"), float("inf"), False, note))
+    for j, (ours, ref) in enumerate(zip(ours_layers, ref_layers)):
+        rows.append(compare_tensors(f"outputs.layer_logits[{j}]", ours, ref))
+    if reference.get("indices") is not None:
+        rows.append(compare_exact("outputs.indices", out.indices, reference["indices"]))
+    return rows
+
+
+def compare_gradients(phase, grads, reference_grads):
+    """A parameter without a reference gradient (the original leaves unused ones at None)
+    must get none, i.e. zeros, here too."""
+    rows = []
+    for name in sorted(set(grads) | set(reference_grads)):
+        row_name = f"grads.{phase}.{name}"
+        if name not in grads:
+            note = "the reference trains it, we do not"
+            rows.append(Comparison(row_name, float("inf"), float("inf"), False, note))
+            continue
+        reference = reference_grads.get(name)
+        if reference is None:
+            reference = torch.zeros_like(grads[name])
+        rows.append(compare_tensors(row_name, grads[name], reference))
+    return rows
+
+
+def compare_cavpt_terms(parts, reference_loss):
+    rows = []
+    if reference_loss.get("layer_loss") is not None:
+        rows.append(
+            compare_tensors(
+                "loss.layer_loss", parts.get("layer_loss"), reference_loss["layer_loss"]
+            )
+        )
+    n_selected = reference_loss.get("n_selected", 0)
+    rows.append(compare_exact("loss.n_selected", parts.get("n_selected", 0), n_selected))
+    return rows
+
+
+def compare_golden(golden, clip_model):
+    """All comparisons of our model on ``clip_model`` with the golden, as ``Comparison``s."""
+    torch.manual_seed(0)
+    upstream_state_dict = golden["upstream_state_dict"]
+    model = build_our_model(golden["model"], golden["config"], clip_model, upstream_state_dict)
+    model.load_upstream_state_dict(upstream_state_dict)
+    images, labels = golden["inputs"]["images"], golden["inputs"]["labels"]
+
+    rows = []
+    model.train()
+    for phase, epoch in (("before_c", 0), ("after_c", PRETRAIN_C)):
+        model.zero_grad(set_to_none=True)
+        out = model(images)
+        loss, parts = model.compute_loss(out, labels, epoch)
+        loss.backward()
+        if phase == "before_c":
+            rows += compare_outputs(out, golden["outputs"])
+            rows += compare_cavpt_terms(parts, golden["loss"])
+        rows.append(compare_tensors(f"loss.{phase}", loss, golden["loss"][phase]))
+        rows += compare_gradients(phase, gradients_by_upstream_name(model), golden["grads"][phase])
+    rows.append(compare_trainable(model, golden["trainable"]))
+
+    model.eval()
+    with torch.no_grad():
+        eval_logits = model(images).logits
+    rows.append(compare_tensors("eval.logits", eval_logits, golden["outputs"]["eval_logits"]))
+    return rows
+
+
+def run_parity(path):
+    """Comparisons for one golden file and notes on how they were made."""
+    golden = torch.load(path, map_location="cpu", weights_only=False)
+    if golden.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {golden.get('format')!r}, expected {FORMAT!r}")
+    rows = compare_golden(golden, build_clip(golden["clip_state_dict"]))
+    if all(row.ok for row in rows):
+        return rows, []
+    recovered = recover_reference_clip(golden["clip_state_dict"])
+    if recovered is None:
+        return rows, []
+    clip_model, seed = recovered
+    notes = [
+        f"with the stored float16 clip_state_dict max_rel={max_row(rows).max_rel:.3e}; that "
+        f"state dict is the float16 rounding of clip.model.CLIP initialised after "
+        f"torch.manual_seed({seed}) (every tensor matches), so comparing on that CLIP"
+    ]
+    return compare_golden(golden, clip_model), notes
+
+
+def max_row(rows):
+    return max(rows, key=lambda row: row.max_rel)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", help="golden .pt file (format dpt-golden-v1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads (default 1: fastest for the tiny reference models, and reproducible)",
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        rows, notes = run_parity(args.path)
+    except Exception as err:  # report any failure on the last line, as promised
+        traceback.print_exc()
+        print(f"parity: FAIL error: {type(err).__name__}: {err}")
+        return 1
+    for note in notes:
+        print(f"note: {note}")
+    for row in rows:
+        print(row.line())
+    max_rel = max_row(rows).max_rel
+    failed = [row.name for row in rows if not row.ok]
+    if failed:
+        names = ", ".join(failed)
+        print(f"parity: FAIL {len(failed)} of {len(rows)} differ ({names}) max_rel={max_rel:.3e}")
+        return 1
+    print(f"parity: OK max_rel={max_rel:.3e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
