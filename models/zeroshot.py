@@ -3,7 +3,7 @@
 import torch
 import torch.nn as nn
 
-from models.base import l2_normalize
+from models.base import ModelOutput, l2_normalize
 from models.text import encode_template
 
 
@@ -26,3 +26,23 @@ class ZeroShotCLIP(nn.Module):
         """The ``k`` classes with the highest zero-shot logits, best first, [B, k]."""
         logits = logit_scale * image_features @ self.text_features.t()
         return logits.sort(dim=-1, descending=True).indices[:, :k]
+
+
+class ZeroShotClassifier(nn.Module):
+    """Zero-shot CLIP as a model: logits against hand-crafted prompts, several averaged."""
+
+    def __init__(self, clip_model, classnames, templates):
+        super().__init__()
+        self.branch = ZeroShotCLIP(clip_model, classnames, templates[0])
+        if len(templates) > 1:
+            features = [encode_template(clip_model, classnames, t) for t in templates]
+            self.branch.text_features = l2_normalize(torch.stack(features).mean(0))
+        self.logit_scale = clip_model.logit_scale.exp().item()
+
+    def learnable_modules(self):
+        return {}
+
+    def forward(self, images):
+        image_features = self.branch.image_features(images).float()
+        text_features = self.branch.text_features.float()
+        return ModelOutput(self.logit_scale * image_features @ text_features.t())

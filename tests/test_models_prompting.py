@@ -9,7 +9,6 @@ from clip.model import CLIP
 from models import CoOpModel, DPTModel, ModelOutput, VLPModel, VPTModel
 from models.clip_loader import cast_clip
 from tests.clip_fixtures import make_clip
-from tests.model_fixtures import single_thread  # noqa: F401 (autouse fixture)
 
 CLASSNAMES = ["face", "leopard", "motor_bike", "airplane", "golden_retriever"]
 TEMPLATE = "a photo of a {}."

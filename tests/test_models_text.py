@@ -13,7 +13,6 @@ from models.text import (
     encode_template,
 )
 from tests.clip_fixtures import make_clip
-from tests.model_fixtures import single_thread  # noqa: F401 (autouse fixture)
 
 CLASSNAMES = ["face", "leopard", "golden_retriever", "sea_lion_pup"]
 

@@ -8,7 +8,6 @@ import torch
 from models import CoOpModel, DPTModel
 from models.upstream import UPSTREAM_MODULES, ours_to_upstream, upstream_to_ours
 from tests.clip_fixtures import make_clip
-from tests.model_fixtures import single_thread  # noqa: F401 (autouse fixture)
 
 CLASSNAMES = ["face", "leopard", "sunflower", "golden_retriever"]
 TEMPLATE = "a photo of a {}."

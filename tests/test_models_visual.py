@@ -6,7 +6,6 @@ from clip.model import CLIP
 
 from models.visual import CAVPT, DeepVisualPrompt, PromptedViT, require_vit
 from tests.clip_fixtures import make_clip
-from tests.model_fixtures import single_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.model_fixtures import single_thread  # noqa: F401 (autouse fixture)
-
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT.parent / "shared" / "golden"
 GOLDENS = ["coop", "vpt", "vlp", "dpt"]
