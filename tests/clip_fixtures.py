@@ -26,8 +26,9 @@ def save_clip_checkpoint(path, seed=0, jit=False, **sizes):
     model = make_clip(seed, **sizes)
     convert_weights(model)
     if jit:
-        image = torch.zeros(1, 3, model.visual.input_resolution, model.visual.input_resolution,
-                            dtype=torch.float16)
+        image = torch.zeros(
+            1, 3, model.visual.input_resolution, model.visual.input_resolution, dtype=torch.float16
+        )
         text = torch.zeros(1, 77, dtype=torch.long)
         torch.jit.save(torch.jit.trace(model, (image, text), check_trace=False), str(path))
     else:

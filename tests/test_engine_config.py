@@ -7,8 +7,18 @@ from engine.config import cfg_digest, get_cfg_default, merge_from_file, merge_fr
 
 
 def _args(**kw):
-    base = dict(root="", output_dir="", resume="", seed=-1, trainer="", backbone="", head="",
-                config_file="", dataset_config_file="", opts=[])
+    base = dict(
+        root="",
+        output_dir="",
+        resume="",
+        seed=-1,
+        trainer="",
+        backbone="",
+        head="",
+        config_file="",
+        dataset_config_file="",
+        opts=[],
+    )
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -30,8 +40,13 @@ def test_merge_order_files_then_flags_then_overrides(tmp_path):
     ds.write_text("DATASET:\n  NAME: ImageFolder\nOPTIM:\n  LR: 0.5\n")
     method = tmp_path / "m.yaml"
     method.write_text("OPTIM:\n  LR: 0.1\n  MAX_EPOCH: 7\nSEED: 3\n")
-    args = _args(dataset_config_file=str(ds), config_file=str(method), seed=5,
-                 trainer="CoOp", opts=["OPTIM.MAX_EPOCH", "9"])
+    args = _args(
+        dataset_config_file=str(ds),
+        config_file=str(method),
+        seed=5,
+        trainer="CoOp",
+        opts=["OPTIM.MAX_EPOCH", "9"],
+    )
     cfg = setup_cfg(args)
     assert cfg.OPTIM.LR == 0.1  # method file after dataset file
     assert cfg.SEED == 5  # flag after files
@@ -42,7 +57,9 @@ def test_merge_order_files_then_flags_then_overrides(tmp_path):
 def test_unknown_key_in_file_names_key_and_closest(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("OPTIM:\n  MAX_EPOCHS: 3\n")
-    with pytest.raises(KeyError, match=r"OPTIM.MAX_EPOCHS.*bad.yaml.*Did you mean 'OPTIM.MAX_EPOCH'"):
+    with pytest.raises(
+        KeyError, match=r"OPTIM.MAX_EPOCHS.*bad.yaml.*Did you mean 'OPTIM.MAX_EPOCH'"
+    ):
         merge_from_file(get_cfg_default(), str(path))
 
 

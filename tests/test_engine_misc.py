@@ -26,8 +26,12 @@ def test_registry_lists_names_and_suggests():
 def test_checkpoint_layout_and_pointer(tmp_path):
     module_dir = tmp_path / "prompt_learner"
     save_checkpoint({"state_dict": {"ctx": torch.ones(2)}, "epoch": 1}, str(module_dir))
-    save_checkpoint({"state_dict": {"ctx": torch.zeros(2)}, "epoch": 2}, str(module_dir),
-                    is_best=True, remove_previous=True)
+    save_checkpoint(
+        {"state_dict": {"ctx": torch.zeros(2)}, "epoch": 2},
+        str(module_dir),
+        is_best=True,
+        remove_previous=True,
+    )
     assert sorted(os.listdir(module_dir)) == ["checkpoint", "model-best.pth.tar", "model.pth.tar-2"]
     assert (module_dir / "checkpoint").read_text().strip() == "model.pth.tar-2"
     assert load_checkpoint(latest_checkpoint(str(module_dir)))["epoch"] == 2
@@ -48,8 +52,9 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 def test_evaluator_prints_dassl_block(capsys):
     ev = ClassificationEvaluator({0: "cat", 1: "dog"}, per_class=True)
-    ev.process(torch.tensor([[2.0, 1.0], [0.0, 1.0], [3.0, 0.0], [0.0, 1.0]]),
-               torch.tensor([0, 1, 1, 1]))
+    ev.process(
+        torch.tensor([[2.0, 1.0], [0.0, 1.0], [3.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1, 1, 1])
+    )
     res = ev.evaluate()
     out = capsys.readouterr().out
     assert "* total: 4\n* correct: 3\n* accuracy: 75.0%\n* error: 25.0%\n" in out
@@ -69,8 +74,9 @@ def test_load_clip_from_local_file(tmp_path, jit):
     assert model.dtype == torch.float32
     tokens = torch.zeros(1, 77, dtype=torch.long)
     tokens[0, :2] = torch.tensor([49406, 49407])
-    torch.testing.assert_close(model.encode_text(tokens), ref.encode_text(tokens),
-                               rtol=2e-2, atol=2e-3)
+    torch.testing.assert_close(
+        model.encode_text(tokens), ref.encode_text(tokens), rtol=2e-2, atol=2e-3
+    )
 
 
 def test_missing_weights_offline_names_file_url_and_fix(tmp_path, monkeypatch):

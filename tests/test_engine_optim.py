@@ -39,8 +39,15 @@ def test_cosine_matches_torch():
 
 def test_constant_warmup_then_recounted_cosine():
     # The original DPT text prompt: LR 0.002, one constant warm-up epoch at 1e-5.
-    cfg = _optim_cfg(NAME="sgd", LR=0.002, LR_SCHEDULER="cosine", MAX_EPOCH=5,
-                     WARMUP_EPOCH=1, WARMUP_TYPE="constant", WARMUP_CONS_LR=1e-5)
+    cfg = _optim_cfg(
+        NAME="sgd",
+        LR=0.002,
+        LR_SCHEDULER="cosine",
+        MAX_EPOCH=5,
+        WARMUP_EPOCH=1,
+        WARMUP_TYPE="constant",
+        WARMUP_CONS_LR=1e-5,
+    )
     lrs = _lrs(cfg, 5)
     assert lrs[0] == 1e-5
     assert lrs[1] == pytest.approx(0.002)
@@ -48,16 +55,31 @@ def test_constant_warmup_then_recounted_cosine():
 
 
 def test_linear_warmup_and_steps():
-    cfg = _optim_cfg(NAME="sgd", LR=1.0, LR_SCHEDULER="single_step", STEPSIZE=(2,), GAMMA=0.1,
-                     MAX_EPOCH=8, WARMUP_EPOCH=2, WARMUP_TYPE="linear", WARMUP_MIN_LR=0.01)
+    cfg = _optim_cfg(
+        NAME="sgd",
+        LR=1.0,
+        LR_SCHEDULER="single_step",
+        STEPSIZE=(2,),
+        GAMMA=0.1,
+        MAX_EPOCH=8,
+        WARMUP_EPOCH=2,
+        WARMUP_TYPE="linear",
+        WARMUP_MIN_LR=0.01,
+    )
     assert _lrs(cfg, 6) == pytest.approx([0.01, 0.5, 1.0, 1.0, 0.1, 0.1])
     cfg = _optim_cfg(LR=1.0, LR_SCHEDULER="multi_step", STEPSIZE=(1, 3), GAMMA=0.5, MAX_EPOCH=5)
     assert [lr_at_epoch(cfg, 1.0, e) for e in range(5)] == [1.0, 0.5, 0.5, 0.25, 0.25]
 
 
 def test_warmup_without_recount_continues_the_main_schedule():
-    cfg = _optim_cfg(LR=1.0, LR_SCHEDULER="cosine", MAX_EPOCH=10, WARMUP_EPOCH=2,
-                     WARMUP_TYPE="constant", WARMUP_RECOUNT=False)
+    cfg = _optim_cfg(
+        LR=1.0,
+        LR_SCHEDULER="cosine",
+        MAX_EPOCH=10,
+        WARMUP_EPOCH=2,
+        WARMUP_TYPE="constant",
+        WARMUP_RECOUNT=False,
+    )
     assert lr_at_epoch(cfg, 1.0, 2) == 1.0
     assert lr_at_epoch(cfg, 1.0, 5) == pytest.approx(0.5 * (1 + math.cos(math.pi * 5 / 10)))
 
