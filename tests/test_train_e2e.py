@@ -9,36 +9,18 @@ import pytest
 import torch
 
 import train
-from engine.data import save_split
-from engine.data.splits import read_and_split_data
-from tests.clip_fixtures import save_clip_checkpoint
-from tests.data_fixtures import make_image_folder
+from tests.run_fixtures import REPO, make_workspace, train_argv
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = {"red_circle": 8, "green_square": 8, "blue_star": 8, "yellow_heart": 8}
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    data = make_image_folder(root / "data", CLASSES, size=(40, 36))
-    train_items, val, test = read_and_split_data(data, seed=1)
-    save_split(train_items, val, test, os.path.join(data, "split.json"), data)
-    clip_path = save_clip_checkpoint(root / "clip.pt", seed=0)
-    return {"root": root, "data": data, "clip": clip_path}
+    return make_workspace(tmp_path_factory.mktemp("e2e"), CLASSES)
 
 
 def coop_argv(ws, out, *flags, overrides=()):
-    return [
-        "--root", ws["data"], "--trainer", "CoOp", "--seed", "1", "--output-dir", str(out),
-        "--config-file", os.path.join(REPO, "configs/trainers/CoOp/vit_b32.yaml"),
-        *flags,
-        "DATASET.NAME", "ImageFolder", "DATASET.NUM_SHOTS", "2",
-        "MODEL.BACKBONE.NAME", ws["clip"], "INPUT.SIZE", "(32, 32)",
-        "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "4",
-        "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.5", "TRAINER.COOP.N_CTX", "4",
-        "TRAINER.COOP.PREC", "fp32", "TRAIN.PRINT_FREQ", "1", *overrides,
-    ]  # fmt: skip
+    return train_argv(ws, out, "CoOp", *flags, overrides=overrides)
 
 
 def run_cli(argv, cwd=REPO):

@@ -1,0 +1,33 @@
+"""A small CLIP checkpoint and image folder on disk, and train.py argument lists for them."""
+
+import os
+
+from engine.data import save_split
+from engine.data.splits import read_and_split_data
+from tests.clip_fixtures import save_clip_checkpoint
+from tests.data_fixtures import make_image_folder
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_workspace(root, classes, clip_seed=0, **clip_sizes):
+    """``root/data`` (class folders and a CoOp-format split.json) and ``root/clip.pt``."""
+    data = make_image_folder(root / "data", classes, size=(40, 36))
+    train_items, val, test = read_and_split_data(data, seed=1)
+    save_split(train_items, val, test, os.path.join(data, "split.json"), data)
+    clip_path = save_clip_checkpoint(root / "clip.pt", seed=clip_seed, **clip_sizes)
+    return {"root": root, "data": data, "clip": clip_path}
+
+
+def train_argv(ws, out, trainer, *flags, overrides=(), config="CoOp/vit_b32.yaml"):
+    """Arguments for ``train.py``: ``flags`` before the overrides, ``overrides`` last."""
+    return [
+        "--root", ws["data"], "--trainer", trainer, "--seed", "1", "--output-dir", str(out),
+        "--config-file", os.path.join(REPO, "configs", "trainers", config),
+        *flags,
+        "DATASET.NAME", "ImageFolder", "DATASET.NUM_SHOTS", "2",
+        "MODEL.BACKBONE.NAME", ws["clip"], "INPUT.SIZE", "(32, 32)",
+        "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "4",
+        "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.5", "TRAINER.COOP.N_CTX", "4",
+        "TRAINER.COOP.PREC", "fp32", "TRAIN.PRINT_FREQ", "1", *overrides,
+    ]  # fmt: skip

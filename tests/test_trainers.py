@@ -1,0 +1,112 @@
+"""Every trainer trains and evaluates in every precision; optimiser groups; failure modes."""
+
+import json
+import os
+
+import pytest
+import torch
+
+import train
+from engine.config import setup_cfg
+from engine.registry import TRAINER_REGISTRY
+from tests.run_fixtures import make_workspace, train_argv
+
+CLASSES = {name: 6 for name in ["ant", "bee", "cat", "dog", "eel", "fox"]}
+# Small DPT family settings: 3 visual tokens, CAVPT in the second of 2 blocks, K = 3.
+DPT_FAMILY = ("TRAINER.VPT.N_CTX", "3", "TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "2",
+              "TRAINER.SELECTED_COVPT.CPN", "3", "PRETRAIN.C", "1")  # fmt: skip
+MODULES = {
+    "CoOp": ["prompt_learner"],
+    "VPT": ["visual_prompt"],
+    "VLP": ["visual_prompt", "prompt_learner"],
+    "DPT": ["visual_prompt", "cavpt", "prompt_learner"],
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return make_workspace(tmp_path_factory.mktemp("trainers"), CLASSES)
+
+
+def argv(ws, out, trainer, *flags, overrides=()):
+    return train_argv(ws, out, trainer, *flags, overrides=DPT_FAMILY + tuple(overrides))
+
+
+def build_trainer(ws, out, trainer, overrides=()):
+    args = train.build_parser().parse_args(argv(ws, out, trainer, overrides=overrides))
+    return TRAINER_REGISTRY.get(trainer)(setup_cfg(args))
+
+
+@pytest.mark.parametrize("prec", ["fp32", "bf16", "fp16", "amp"])
+@pytest.mark.parametrize("trainer", ["CoOp", "VPT", "VLP", "DPT"])
+def test_trains_and_evaluates_in_every_precision(workspace, tmp_path, trainer, prec):
+    out = tmp_path / "run"
+    results = train.main(
+        argv(workspace, out, trainer, overrides=("TRAINER.COOP.PREC", prec, "OPTIM.MAX_EPOCH", "1"))
+    )
+    assert 0.0 <= results["accuracy"] <= 100.0 and results["total"] == 12
+    assert sorted(os.listdir(out)) == sorted(["log.txt", "results.json", *MODULES[trainer]])
+    log = (out / "log.txt").read_text()
+    assert "loss" in log and "nan" not in log.split("Finish training")[0]
+    for name in MODULES[trainer]:
+        state = torch.load(out / name / "model.pth.tar-1", weights_only=False)["state_dict"]
+        assert state and all(v.dtype == torch.float32 for v in state.values())
+
+
+@pytest.mark.parametrize("trainer", ["CoOp", "VPT", "VLP", "DPT"])
+def test_one_optimiser_per_module_and_the_text_prompt_schedule(workspace, tmp_path, trainer):
+    t = build_trainer(workspace, tmp_path, trainer,
+                      overrides=("OPTIM.WARMUP_EPOCH", "0", "OPTIM.LR", "0.01"))  # fmt: skip
+    assert list(t._optims) == MODULES[trainer]
+    lrs = {name: optim.param_groups[0]["lr"] for name, optim in t._optims.items()}
+    if trainer in ("VLP", "DPT"):
+        # As the original: the text prompt at 0.002 after one constant warm-up epoch.
+        assert lrs.pop("prompt_learner") == pytest.approx(1e-5)
+    assert all(lr == pytest.approx(0.01) for lr in lrs.values())
+    learnable = [p for p in t.model.parameters() if p.requires_grad]
+    in_optims = [p for o in t._optims.values() for g in o.param_groups for p in g["params"]]
+    assert {id(p) for p in learnable} == {id(p) for p in in_optims}
+
+
+def test_training_changes_the_prompts_and_improves_on_the_train_set(workspace, tmp_path):
+    t = build_trainer(workspace, tmp_path, "DPT", overrides=("OPTIM.MAX_EPOCH", "3"))
+    before = {k: v.clone() for k, v in t.model.learnable_state_dict().items()}
+    t.train()
+    after = t.model.learnable_state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before if "kv_tokens" not in k)
+
+
+def test_nan_loss_stops_with_step_and_advice(workspace, tmp_path, monkeypatch):
+    t = build_trainer(workspace, tmp_path, "CoOp")
+
+    def nan_loss(out, labels, epoch=0):
+        return out.logits.sum() * float("nan"), {}
+
+    monkeypatch.setattr(t.model, "compute_loss", nan_loss)
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 1.*amp or bf16"):
+        t.train()
+
+
+def test_zeroshot_clip_evaluates_and_has_nothing_to_train(workspace, tmp_path):
+    out = tmp_path / "zs"
+    results = train.main(argv(workspace, out, "ZeroshotCLIP", "--eval-only"))
+    assert json.loads((out / "results.json").read_text())["accuracy"] == results["accuracy"]
+    ensemble = train.main(
+        argv(workspace, tmp_path / "zs2", "ZeroshotCLIP", "--eval-only",
+             overrides=("TRAINER.ZSCLIP.ENSEMBLE", "True"))
+    )  # fmt: skip
+    assert ensemble["total"] == results["total"]
+    with pytest.raises(RuntimeError, match="nothing to train; run it with --eval-only"):
+        train.main(argv(workspace, tmp_path / "zs3", "ZeroshotCLIP"))
+
+
+def test_best_val_keeps_the_best_epoch_and_deploys_it(workspace, tmp_path):
+    out = tmp_path / "best"
+    overrides = ("TEST.FINAL_MODEL", "best_val", "OPTIM.MAX_EPOCH", "3")
+    train.main(argv(workspace, out, "CoOp", overrides=overrides))
+    files = sorted(os.listdir(out / "prompt_learner"))
+    assert "model-best.pth.tar" in files and "model.pth.tar-3" in files
+    best = torch.load(out / "prompt_learner" / "model-best.pth.tar", weights_only=False)
+    assert best["val_result"] is not None
+    log = (out / "log.txt").read_text()
+    assert "Evaluate on the *val* set" in log and "Deploy the model with the best val" in log
