@@ -7,6 +7,8 @@ import traceback
 
 import torch
 
+import datasets  # noqa: F401  (registers the datasets)
+import trainers  # noqa: F401  (registers the trainers and their config keys)
 from engine.config import setup_cfg
 from engine.log import RunLog
 from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
@@ -64,16 +66,12 @@ def build_parser():
 
 def check_args(args, cfg):
     """Fail before any work on what can be checked from the arguments alone."""
-    import datasets  # noqa: F401  (registers the datasets)
-
     TRAINER_REGISTRY.get(cfg.TRAINER.NAME or "<none given: use --trainer>")
     DATASET_REGISTRY.get(cfg.DATASET.NAME or "<none given: use --dataset-config-file>")
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    import trainers  # noqa: F401  (registers trainers and their config keys)
-
     cfg = setup_cfg(args)
     check_args(args, cfg)
     prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite)
