@@ -51,6 +51,7 @@ class Trainer:
         self.start_epoch = self.epoch = 0
         self.best_val = -math.inf
         self._kept = True  # whether the last saved checkpoint stays when the next is written
+        self.extra_results = OrderedDict()  # added to results.json (e.g. a baseline's accuracy)
         self._modules = OrderedDict()
         self._optims = OrderedDict()
         self._scheds = OrderedDict()
@@ -211,7 +212,8 @@ class Trainer:
 
     # ---- evaluation --------------------------------------------------------------------
     @torch.no_grad()
-    def test(self, split=None, write_results=True):
+    def test(self, split=None, write_results=True, inference=None, what=""):
+        """Evaluate on ``split``; ``inference`` replaces ``model_inference`` (e.g. a baseline)."""
         split = split or self.cfg.TEST.SPLIT
         loader = self.dm.val_loader if split == "val" else self.dm.test_loader
         if loader is None:
@@ -219,7 +221,7 @@ class Trainer:
         self.set_mode("eval")
         self.evaluator.reset()
         self.before_evaluation()
-        print(f"Evaluate on the *{split}* set")
+        print(f"Evaluate {what + ' ' if what else ''}on the *{split}* set")
         for batch in tqdm(
             loader,
             desc=f"eval {split}",
@@ -231,7 +233,7 @@ class Trainer:
             images = batch["img"].to(self.device, non_blocking=True)
             labels = batch["label"].to(self.device, non_blocking=True)
             with self.autocast():
-                logits = self.model_inference(images)
+                logits = (inference or self.model_inference)(images)
             self.evaluator.process(logits.float(), labels)
         results = self.evaluator.evaluate()
         self.after_evaluation()
@@ -259,6 +261,7 @@ class Trainer:
             config_digest=cfg_digest(cfg),
         )
         record.update(results)
+        record.update(self.extra_results)
         atomic_write_json(os.path.join(self.output_dir, RESULTS_FILE), record)
 
     # ---- checkpoints ---------------------------------------------------------------------

@@ -110,3 +110,15 @@ def test_best_val_keeps_the_best_epoch_and_deploys_it(workspace, tmp_path):
     assert best["val_result"] is not None
     log = (out / "log.txt").read_text()
     assert "Evaluate on the *val* set" in log and "Deploy the model with the best val" in log
+
+
+def test_zeroshot_baseline_is_reported_next_to_the_tuned_accuracy(workspace, tmp_path):
+    out = tmp_path / "with_baseline"
+    tuned = train.main(argv(workspace, out, "DPT", overrides=("TEST.ZEROSHOT_BASELINE", "True")))
+    zeroshot = train.main(argv(workspace, tmp_path / "zs", "ZeroshotCLIP", "--eval-only"))
+    record = json.loads((out / "results.json").read_text())
+    assert record["zeroshot_accuracy"] == zeroshot["accuracy"]
+    assert record["accuracy"] == tuned["accuracy"]
+    log = (out / "log.txt").read_text()
+    assert "Evaluate zero-shot CLIP on the *test* set" in log
+    assert f"Zero-shot CLIP: {zeroshot['accuracy']:.1f}% -> DPT: {tuned['accuracy']:.1f}%" in log

@@ -2,10 +2,12 @@
 
 import torch
 
+from engine.config import extend_cfg
 from engine.data import DataManager
 from engine.trainer import Trainer
 from models.clip_loader import cast_clip, input_resolution, load_clip
 from models.templates import dataset_template
+from models.zeroshot import ZeroShotClassifier
 from trainers.original_checkpoints import is_original_layout, read_original_run
 
 CLIP_DTYPES = {
@@ -14,6 +16,12 @@ CLIP_DTYPES = {
     "fp16": torch.float16,
     "bf16": torch.bfloat16,
 }
+
+
+@extend_cfg
+def clip_trainer_cfg(cfg):
+    # Also evaluate zero-shot CLIP (the dataset's template) before training, and report both.
+    cfg.TEST.ZEROSHOT_BASELINE = False
 
 
 def check_input_size(cfg, clip_model):
@@ -54,6 +62,11 @@ class ClipTrainer(Trainer):
         self.model = self.create_model(clip_model, self.dm.classnames).to(self.device)
         for name, module in self.model.learnable_modules().items():
             self.register_module(name, module, self.optim_cfg_for(name))
+        self.zeroshot_baseline = None
+        if cfg.TEST.ZEROSHOT_BASELINE and self.learns:
+            self.zeroshot_baseline = ZeroShotClassifier(
+                clip_model, self.dm.classnames, [self.template()]
+            ).to(self.device)
         n_learn = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         print(f"Learnable parameters: {n_learn:,} in {list(self._modules)}")
 
@@ -67,6 +80,23 @@ class ClipTrainer(Trainer):
     def template(self):
         """The dataset's hand-crafted prompt: its own ``template`` if it has one."""
         return getattr(self.dm.dataset, "template", None) or dataset_template(self.cfg.DATASET.NAME)
+
+    def train(self):
+        if self.zeroshot_baseline is None:
+            return super().train()
+        baseline = self.test(
+            write_results=False,
+            inference=lambda images: self.zeroshot_baseline(images).logits,
+            what="zero-shot CLIP",
+        )
+        self.extra_results["zeroshot_accuracy"] = baseline["accuracy"]
+        results = super().train()
+        if results is not None:
+            print(
+                f"Zero-shot CLIP: {baseline['accuracy']:.1f}% -> {self.cfg.TRAINER.NAME}: "
+                f"{results['accuracy']:.1f}% on the {self.cfg.TEST.SPLIT} split"
+            )
+        return results
 
     def load_model(self, directory, epoch=None, best=False):
         """Also reads run directories of the original DPT code (detected by their folders)."""
