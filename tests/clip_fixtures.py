@@ -1,5 +1,7 @@
 """Small CLIP checkpoints on disk, in OpenAI's layout, for tests of the real loading code."""
 
+import warnings
+
 import torch
 from clip.model import CLIP, convert_weights
 
@@ -30,7 +32,9 @@ def save_clip_checkpoint(path, seed=0, jit=False, **sizes):
             1, 3, model.visual.input_resolution, model.visual.input_resolution, dtype=torch.float16
         )
         text = torch.zeros(1, 77, dtype=torch.long)
-        torch.jit.save(torch.jit.trace(model, (image, text), check_trace=False), str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes about data-dependent branches
+            torch.jit.save(torch.jit.trace(model, (image, text), check_trace=False), str(path))
     else:
         torch.save(model.state_dict(), str(path))
     return str(path)
