@@ -101,8 +101,8 @@ def test_generated_split_ignores_listing_order_and_global_rng(tmp_path, monkeypa
     random.seed(0)
     first = read_and_split_data(root, seed=3)
 
-    real_listdir = os.listdir
-    monkeypatch.setattr(os, "listdir", lambda path: list(reversed(real_listdir(path))))
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: list(reversed(list(real_scandir(path)))))
     random.seed(12345)
     state = random.getstate()
     second = read_and_split_data(root, seed=3)

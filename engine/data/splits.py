@@ -6,6 +6,7 @@ written with forward slashes, so the same file works on every machine.
 """
 
 import contextlib
+import gc
 import json
 import os
 import random
@@ -19,15 +20,34 @@ SPLIT_KEYS = ("train", "val", "test")
 _MAX_NAMED = 5  # missing images named in an error message
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector while building large lists: creating 100k+ objects
+    otherwise triggers repeated full collections, each scanning every live object, which
+    doubles the time to read a split (the objects made here hold no reference cycles)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def write_json_atomic(obj, filepath):
-    """Write JSON through a temporary file and ``os.replace``: readers and interrupted runs
-    never see a half-written file."""
+    """Write ``obj`` as indented JSON, atomically (see ``write_text_atomic``)."""
+    write_text_atomic(json.dumps(obj, indent=4), filepath)
+
+
+def write_text_atomic(text, filepath):
+    """Write through a temporary file and ``os.replace``: readers and interrupted runs never
+    see a half-written file."""
     folder = os.path.dirname(os.path.abspath(filepath))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=4)
+            f.write(text)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide shared split files from other users
         os.replace(tmp, filepath)
     except BaseException:
@@ -46,13 +66,44 @@ def _relative_path(impath, path_prefix):
     return rel.replace(os.sep, "/")
 
 
+def _relative_paths(impaths, path_prefix):
+    """``_relative_path`` of each path; paths plainly under the prefix (the usual case) are
+    cut by string, as ``os.path.relpath`` costs seconds on 100k-image datasets."""
+    base = os.path.join(path_prefix, "")
+    out = []
+    for impath in impaths:
+        rel = impath[len(base) :]
+        if impath.startswith(base) and rel and os.path.normpath(rel) == rel:
+            out.append(rel.replace(os.sep, "/"))
+        else:
+            out.append(_relative_path(impath, path_prefix))
+    return out
+
+
+def _rows_text(obj):
+    """``{key: [row, ...]}`` as JSON with one row per line: readable, easy to diff, and fast
+    to write (``indent`` would fall back to the pure-Python encoder)."""
+    lists = []
+    for key, rows in obj.items():
+        body = "".join(f"\n        {json.dumps(row)}," for row in rows)[:-1]
+        lists.append(
+            f"    {json.dumps(key)}: [{body}\n    ]" if rows else f"    {json.dumps(key)}: []"
+        )
+    return "{\n" + ",\n".join(lists) + "\n}\n"
+
+
 def write_items(filepath, path_prefix, lists):
     """Save ``{key: [Datum, ...]}`` as ``{key: [[relative_path, label, classname], ...]}``."""
-    obj = {
-        key: [[_relative_path(d.impath, path_prefix), d.label, d.classname] for d in items]
-        for key, items in lists.items()
-    }
-    write_json_atomic(obj, filepath)
+    with gc_paused():
+        obj = {
+            key: [
+                [rel, d.label, d.classname]
+                for rel, d in zip(_relative_paths([d.impath for d in items], path_prefix), items)
+            ]
+            for key, items in lists.items()
+        }
+        text = _rows_text(obj)
+    write_text_atomic(text, filepath)
 
 
 def read_items(filepath, path_prefix, keys):
@@ -64,6 +115,11 @@ def read_items(filepath, path_prefix, keys):
             "CoOp benchmarks, the split_zhou_<Name>.json that CoOp's dataset instructions "
             "link to), or point DATASET.ROOT at the folder that holds the dataset."
         )
+    with gc_paused():
+        return _read_lists(filepath, path_prefix, keys)
+
+
+def _read_lists(filepath, path_prefix, keys):
     try:
         with open(filepath) as f:
             obj = json.load(f)
@@ -72,12 +128,17 @@ def read_items(filepath, path_prefix, keys):
     absent = [key for key in keys if key not in obj]
     if absent:
         raise ValueError(f"Split file '{filepath}' has no {', '.join(absent)} list")
+    base = os.path.join(path_prefix, "")  # joining by string: 100k calls of os.path.join add up
     lists = []
     for key in keys:
         try:
             lists.append(
                 [
-                    Datum(os.path.join(path_prefix, rel), label, classname=classname)
+                    Datum(
+                        os.path.join(base, rel) if os.path.isabs(rel) else base + rel,
+                        label,
+                        classname=classname,
+                    )
                     for rel, label, classname in obj[key]
                 ]
             )
@@ -90,9 +151,27 @@ def read_items(filepath, path_prefix, keys):
     return lists
 
 
+def _missing_paths(paths):
+    """The paths that do not exist, found by listing each folder once: a split names tens of
+    thousands of images in a few hundred folders, and one listing per folder costs far less
+    than one ``stat`` per image (most of all on network file systems)."""
+    by_folder = {}
+    for path in paths:
+        folder, name = os.path.split(path)
+        by_folder.setdefault(folder, []).append((path, name))
+    missing = []
+    for folder, entries in by_folder.items():
+        try:
+            present = set(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            present = set()
+        missing.extend(path for path, name in entries if name not in present)
+    return missing
+
+
 def _check_images_exist(filepath, path_prefix, lists):
     paths = {d.impath for items in lists for d in items}
-    missing = sorted(p for p in paths if not os.path.exists(p))
+    missing = sorted(_missing_paths(paths))
     if missing:
         named = ", ".join(_relative_path(p, path_prefix) for p in missing[:_MAX_NAMED])
         more = ", ..." if len(missing) > _MAX_NAMED else ""
@@ -114,24 +193,24 @@ def save_split(train, val, test, filepath, path_prefix):
 
 
 def list_class_dirs(image_dir, ignored=()):
-    """Class folders of ``image_dir``: non-hidden sub-folders not in ``ignored``, sorted."""
+    """Class folders of ``image_dir``: non-hidden sub-folders (or links to folders) not in
+    ``ignored``, sorted. ``os.scandir`` tells folders from files without a ``stat`` per entry
+    on common file systems, which keeps listing 100k-image datasets fast."""
     return sorted(
-        name
-        for name in os.listdir(image_dir)
-        if not name.startswith(".")
-        and name not in ignored
-        and os.path.isdir(os.path.join(image_dir, name))
+        entry.name
+        for entry in os.scandir(image_dir)
+        if not entry.name.startswith(".") and entry.name not in ignored and entry.is_dir()
     )
 
 
 def list_images(folder):
     """Non-hidden image files of ``folder`` (by extension, any case), sorted."""
     return sorted(
-        name
-        for name in os.listdir(folder)
-        if not name.startswith(".")
-        and name.lower().endswith(IMG_EXTENSIONS)
-        and os.path.isfile(os.path.join(folder, name))
+        entry.name
+        for entry in os.scandir(folder)
+        if not entry.name.startswith(".")
+        and entry.name.lower().endswith(IMG_EXTENSIONS)
+        and entry.is_file()
     )
 
 
@@ -148,29 +227,65 @@ def read_and_split_data(image_dir, p_trn=0.5, p_val=0.2, ignored=(), new_cnames=
         raise ValueError(
             f"No class folders in '{image_dir}'; expected the layout <folder>/<class>/<image>"
         )
+    with gc_paused():
+        return _split_folders(image_dir, classes, p_trn, p_val, new_cnames, seed)
+
+
+def _split_folders(image_dir, classes, p_trn, p_val, new_cnames, seed):
     rng = random.Random(seed)
     train, val, test = [], [], []
     for label, folder in enumerate(classes):
         class_dir = os.path.join(image_dir, folder)
-        images = [os.path.join(class_dir, name) for name in list_images(class_dir)]
+        prefix = os.path.join(class_dir, "")
+        images = [prefix + name for name in list_images(class_dir)]
         if not images:
             raise ValueError(
                 f"Class folder '{class_dir}' has no images (extensions: "
                 f"{' '.join(IMG_EXTENSIONS)}); add images or remove the folder"
             )
-        rng.shuffle(images)
-        n_train = round(len(images) * p_trn)
-        n_val = round(len(images) * p_val)
-        if min(n_train, n_val, len(images) - n_train - n_val) < 1:
+        parts = _cut_three_ways(images, p_trn, p_val, rng)
+        if parts is None:
             raise ValueError(
                 f"Class folder '{class_dir}' has {len(images)} images, too few to split into "
-                f"train/val/test with proportions {p_trn}/{p_val}/{1 - p_trn - p_val:.2f}"
+                f"train/val/test with proportions {_proportions(p_trn, p_val)}"
             )
         classname = (new_cnames or {}).get(folder, folder)
-        parts = (images[:n_train], images[n_train : n_train + n_val], images[n_train + n_val :])
         for out, paths in zip((train, val, test), parts):
             out.extend(Datum(path, label, classname=classname) for path in paths)
     return train, val, test
+
+
+def split_by_class(data_source, p_trn=0.5, p_val=0.2, *, seed):
+    """CoOp's train/val/test cut of each class of ``data_source`` (classes in order of first
+    appearance), for datasets whose labels come from an annotation file rather than from
+    folders; shuffled with a local ``random.Random(seed)`` like ``read_and_split_data``."""
+    rng = random.Random(seed)
+    train, val, test = [], [], []
+    for label, items in split_dataset_by_label(data_source).items():
+        parts = _cut_three_ways(list(items), p_trn, p_val, rng)
+        if parts is None:
+            raise ValueError(
+                f"Class {label} ('{items[0].classname}') has {len(items)} items, too few to "
+                f"split into train/val/test with proportions {_proportions(p_trn, p_val)}"
+            )
+        for out, part in zip((train, val, test), parts):
+            out.extend(part)
+    return train, val, test
+
+
+def _cut_three_ways(items, p_trn, p_val, rng):
+    """Shuffle ``items`` in place and cut it into train/val/test by CoOp's rounding; ``None``
+    when a part would be empty."""
+    rng.shuffle(items)
+    n_train = round(len(items) * p_trn)
+    n_val = round(len(items) * p_val)
+    if min(n_train, n_val, len(items) - n_train - n_val) < 1:
+        return None
+    return items[:n_train], items[n_train : n_train + n_val], items[n_train + n_val :]
+
+
+def _proportions(p_trn, p_val):
+    return f"{p_trn}/{p_val}/{1 - p_trn - p_val:.2f}"
 
 
 def split_trainval(trainval, p_val=0.2, *, seed):

@@ -1,0 +1,5 @@
+import sys
+
+from datasets.check import main
+
+sys.exit(main())
