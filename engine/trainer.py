@@ -6,7 +6,6 @@ class owns everything else: optimisers and schedules per module, mixed precision
 Dassl's run-directory layout, exact resumption and the final results.
 """
 
-import contextlib
 import math
 import os
 import sys
@@ -27,9 +26,9 @@ from engine.checkpoint import (
 from engine.config import cfg_digest
 from engine.evaluator import ClassificationEvaluator
 from engine.optim import build_lr_scheduler, build_optimizer
+from engine.precision import MixedPrecision, resolve_precision
 from engine.utils import AverageMeter, format_eta, pick_device, rng_state, set_rng_state
 
-PRECISIONS = ("fp32", "fp16", "amp", "bf16")
 RESULTS_FILE = "results.json"
 
 
@@ -55,10 +54,9 @@ class Trainer:
         self._modules = OrderedDict()
         self._optims = OrderedDict()
         self._scheds = OrderedDict()
-        self.precision = self.get_precision()
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"Precision '{self.precision}' is not one of {PRECISIONS}")
-        self.scaler = self._build_scaler()
+        self.precision = resolve_precision(self.get_precision(), self.device)
+        self.mixed_precision = MixedPrecision(self.precision, self.device)
+        self.scaler = self.mixed_precision.scaler
         self.build()
         self.evaluator = ClassificationEvaluator(
             self.dm.lab2cname, cfg.TEST.PER_CLASS_RESULT, cfg.TEST.COMPUTE_CMAT
@@ -77,6 +75,7 @@ class Trainer:
         raise NotImplementedError
 
     def get_precision(self):
+        """A mode of ``engine.precision.PRECISIONS`` (``auto`` is resolved per device)."""
         return "fp32"
 
     # ---- modules, optimisers, precision ------------------------------------------------
@@ -91,35 +90,18 @@ class Trainer:
     def learns(self):
         return bool(self._optims)
 
-    def _build_scaler(self):
-        if self.precision != "amp":
-            return None
-        return torch.amp.GradScaler(self.device.type)
-
     def autocast(self):
-        """Autocast context for ``amp``: float16 with a grad scaler (all optimisers share it)."""
-        if self.precision != "amp":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.float16)
+        """Autocast for ``amp`` (float16) and ``amp_bf16``; nothing for the other modes."""
+        return self.mixed_precision.autocast()
 
     def backward_and_step(self, loss):
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"Loss became {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1} "
                 f"(precision {self.precision}). Training stopped instead of continuing on "
-                "garbage: try TRAINER.COOP.PREC amp or bf16, or a lower OPTIM.LR."
+                "garbage: try TRAINER.COOP.PREC amp_bf16, amp or bf16, or a lower OPTIM.LR."
             )
-        for optim in self._optims.values():
-            optim.zero_grad(set_to_none=True)
-        if self.scaler is None:
-            loss.backward()
-            for optim in self._optims.values():
-                optim.step()
-            return
-        self.scaler.scale(loss).backward()
-        for optim in self._optims.values():
-            self.scaler.step(optim)
-        self.scaler.update()
+        self.mixed_precision.backward_and_step(loss, list(self._optims.values()))
 
     def set_mode(self, mode):
         for module in self._modules.values():

@@ -82,6 +82,14 @@ class PromptTuningModel(nn.Module):
         self.text = None
         self.zeroshot = None
 
+    def train(self, mode=True):
+        """The frozen CLIP stays in eval mode (a ResNet's BatchNorm statistics must not
+        move); the prompt modules and the wrappers follow ``mode`` (e.g. text features are
+        cached and VLP skips its zero-shot branch in eval mode)."""
+        super().train(mode)
+        self.clip.eval()
+        return self
+
     @property
     def dtype(self):
         return self.clip.dtype

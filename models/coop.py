@@ -6,6 +6,7 @@ import torch
 
 from models.base import ModelOutput, PromptTuningModel, l2_normalize
 from models.text import LearnedTextFeatures, PromptLearner
+from models.visual import frozen_image_encoder
 
 
 class CoOpModel(PromptTuningModel):
@@ -18,12 +19,13 @@ class CoOpModel(PromptTuningModel):
             clip_model, classnames, n_ctx, ctx_init, csc, class_token_position
         )
         self.text = LearnedTextFeatures(clip_model, prompt_learner)
+        self.image_encoder = frozen_image_encoder(clip_model.visual)
 
     def learnable_modules(self):
         return OrderedDict(prompt_learner=self.text.prompt_learner)
 
     def forward(self, images):
         with torch.no_grad():  # nothing learnable on the image side
-            image_features = l2_normalize(self.clip.visual(images.to(self.dtype)))
+            image_features = l2_normalize(self.image_encoder(images.to(self.dtype)))
         text_features = l2_normalize(self.text())
         return ModelOutput(self.logit_scale() * image_features @ text_features.t())

@@ -5,6 +5,10 @@ import warnings
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from models.attention import run_block, run_block_shared_prefix
+from models.speed import Speed, block_function
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
@@ -51,7 +55,8 @@ class TextEncoder(nn.Module):
     """CLIP's text transformer on token embeddings, read at each sequence's EOS position.
 
     The transformer is causal, so the EOS feature depends only on the tokens up to EOS: the
-    caller may pass sequences cut after the last EOS instead of the full 77 tokens.
+    caller may pass sequences cut after the last EOS instead of the full 77 tokens, and
+    leading tokens that all sequences share may be run once (``shared_prefix``).
     """
 
     def __init__(self, clip_model):
@@ -60,20 +65,38 @@ class TextEncoder(nn.Module):
         self.positional_embedding = clip_model.positional_embedding
         self.ln_final = clip_model.ln_final
         self.text_projection = clip_model.text_projection
+        self.speed = Speed()
 
-    def forward(self, token_embeddings, eos_positions):
-        """[N, S, D] embeddings and [N] EOS indices -> [N, E] features (not normalised)."""
+    def forward(self, token_embeddings, eos_positions, shared_prefix=0):
+        """[N, S, D] embeddings and [N] EOS indices -> [N, E] features (not normalised).
+
+        With ``shared_prefix`` = P > 0 the first P embeddings must be the same in every
+        sequence and every EOS at P or later; they are computed once (needs ``speed.sdpa``).
+        """
         seq_len = token_embeddings.shape[1]
         x = token_embeddings + self.positional_embedding[:seq_len].to(token_embeddings.dtype)
-        x = x.permute(1, 0, 2)  # NLD -> LND
-        causal = torch.full((seq_len, seq_len), float("-inf"), device=x.device).triu_(1)
-        causal = causal.to(x.dtype)
-        for block in self.resblocks:
-            h = block.ln_1(x)
-            x = x + block.attn(h, h, h, need_weights=False, attn_mask=causal)[0]
-            x = x + block.mlp(block.ln_2(x))
-        eos = x[eos_positions, torch.arange(x.shape[1], device=x.device)]
+        if shared_prefix:
+            prefix, x = x[:1, :shared_prefix], x[:, shared_prefix:]
+            for block in self.resblocks:
+                prefix, x = self._call(run_block_shared_prefix, block, prefix, x)
+            eos_positions = eos_positions - shared_prefix
+        elif self.speed.sdpa:  # batch first: no transposes around the attention kernel
+            for block in self.resblocks:
+                x = self._call(run_block, block, x, True, True, True)
+        else:  # CLIP's layout and nn.MultiheadAttention, as CLIP's encode_text
+            x = x.permute(1, 0, 2)
+            for block in self.resblocks:
+                x = self._call(run_block, block, x, True, False, False)
+            x = x.permute(1, 0, 2)
+        eos = x[torch.arange(x.shape[0], device=x.device), eos_positions]
         return self.ln_final(eos) @ self.text_projection
+
+    def _call(self, block_fn, *args):
+        """``block_fn(*args)``, compiled and checkpointed as ``speed`` says."""
+        block_fn = block_function(block_fn, self.speed)
+        if self.speed.checkpoint_text and torch.is_grad_enabled():
+            return checkpoint(block_fn, *args, use_reentrant=False)
+        return block_fn(*args)
 
 
 def truncate_after_eos(token_ids):
@@ -151,13 +174,29 @@ def initial_context(token_embedding, n_cls, n_ctx, ctx_init, csc, max_len):
         return token_embedding(init_ids)[0, 1 : 1 + n_ctx].float(), text
 
 
+def _shared_prefix_length(prompt_ids, ctx_slots, csc):
+    """How many leading prompt tokens are the same for every class (at most up to the
+    earliest EOS): equal token ids and, at context slots, the same shared context vector."""
+    n_cls, seq_len = prompt_ids.shape
+    ctx_index = torch.full((n_cls, seq_len), -1, device=prompt_ids.device)
+    which_ctx = torch.arange(ctx_slots.shape[1], device=prompt_ids.device).expand_as(ctx_slots)
+    ctx_index.scatter_(1, ctx_slots, which_ctx)
+    same = (prompt_ids == prompt_ids[:1]).all(0) & (ctx_index == ctx_index[:1]).all(0)
+    if csc:  # class-specific context vectors differ between classes
+        same &= (ctx_index < 0).all(0)
+    n_same = int(same.int().cumprod(0).sum())
+    return min(n_same, int(prompt_ids.argmax(dim=-1).min()))
+
+
 class PromptLearner(nn.Module):
     """CoOp's learnable text context around each class name.
 
     The prompt of class c is SOS, n context vectors and the class-name tokens (in the order
     given by ``class_token_position``), ".", EOS. ``ctx`` is [n_ctx, D] (shared) or
     [C, n_ctx, D] (class-specific), float32 whatever CLIP's dtype. ``forward`` returns the
-    prompts' token embeddings, cut after the longest prompt's EOS, and the EOS positions.
+    prompts' token embeddings, cut after the longest prompt's EOS (``truncated_length``)
+    unless ``full_length``, and the EOS positions. The first ``shared_prefix_length`` tokens
+    are the same in every class's prompt (SOS and a shared context before the class name).
     """
 
     def __init__(self, clip_model, classnames, n_ctx=16, ctx_init="", csc=False,
@@ -184,9 +223,8 @@ class PromptLearner(nn.Module):
         token_ids = tokenize_checked(
             texts, classnames, max_len, f"The prompt with {n_ctx} context tokens"
         ).to(device)
-        seq_len = int(token_ids.argmax(dim=-1).max()) + 1
         layouts = [
-            _prompt_layout(n_ctx, count_tokens(name), seq_len, class_token_position)
+            _prompt_layout(n_ctx, count_tokens(name), max_len, class_token_position)
             for name in names
         ]
         orders = torch.tensor([order for order, _ in layouts], device=device)
@@ -199,14 +237,19 @@ class PromptLearner(nn.Module):
         self.n_ctx = n_ctx
         self.csc = ctx.dim() == 3
         self.class_token_position = class_token_position
+        eos_positions = prompt_ids.argmax(dim=-1)
+        self.truncated_length = int(eos_positions.max()) + 1
+        self.shared_prefix_length = _shared_prefix_length(prompt_ids, ctx_slots, self.csc)
         # derived from class names and CLIP: not saved with the learnable state
         self.register_buffer("tokenized_prompts", token_ids, persistent=False)
         self.register_buffer("frozen_embeddings", frozen, persistent=False)
         self.register_buffer("ctx_slots", ctx_slots, persistent=False)
-        self.register_buffer("eos_positions", prompt_ids.argmax(dim=-1), persistent=False)
+        self.register_buffer("eos_positions", eos_positions, persistent=False)
 
-    def forward(self):
+    def forward(self, full_length=False):
         frozen = self.frozen_embeddings
+        if not full_length:
+            frozen = frozen[:, : self.truncated_length]
         ctx = self.ctx.to(frozen.dtype)
         if ctx.dim() == 2:
             ctx = ctx.expand(self.n_cls, -1, -1)
@@ -223,15 +266,23 @@ class PromptLearner(nn.Module):
 class LearnedTextFeatures(nn.Module):
     """Text features T of the learnable prompts, [C, E], not normalised.
 
-    In eval mode without autograd the features are computed once and reused until the
-    context changes (an optimiser step or a load bumps the parameter's version).
+    In eval mode without autograd (and ``speed.cache_text``) the features are computed once
+    and reused until the context changes (an optimiser step or a load bumps the parameter's
+    version): once per evaluation instead of once per batch.
     """
 
     def __init__(self, clip_model, prompt_learner):
         super().__init__()
         self.prompt_learner = prompt_learner
         self.encoder = TextEncoder(clip_model)
+        self.speed = Speed()
         self._cache = None
+
+    def _features(self):
+        learner = self.prompt_learner
+        embeddings, eos_positions = learner(full_length=not self.speed.truncate_text)
+        shared = learner.shared_prefix_length if self.speed.shared_text_prefix else 0
+        return self.encoder(embeddings, eos_positions, shared)
 
     def _cache_key(self):
         ctx = self.prompt_learner.ctx
@@ -241,10 +292,10 @@ class LearnedTextFeatures(nn.Module):
         return ctx.data_ptr(), ctx._version, ctx.device, autocast_dtype
 
     def forward(self):
-        if self.training or torch.is_grad_enabled():
+        if self.training or torch.is_grad_enabled() or not self.speed.cache_text:
             self._cache = None
-            return self.encoder(*self.prompt_learner())
+            return self._features()
         key = self._cache_key()
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self.encoder(*self.prompt_learner()))
+            self._cache = (key, self._features())
         return self._cache[1]

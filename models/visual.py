@@ -11,6 +11,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     from clip.model import VisionTransformer
 
+from models.attention import run_block
+from models.speed import Speed, block_function
+
 
 def require_vit(clip_model, model_name):
     """Visual prompts are tokens in a transformer's sequence: a ResNet CLIP has none."""
@@ -40,6 +43,7 @@ class PromptedViT(nn.Module):
     def __init__(self, visual):
         super().__init__()
         self.visual = visual
+        self.speed = Speed()
 
     @property
     def n_layers(self):
@@ -61,14 +65,22 @@ class PromptedViT(nn.Module):
         cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
         x = visual.ln_pre(x).permute(1, 0, 2)  # NLD -> LND
+        run = block_function(run_block, self.speed)
+        sdpa = self.speed.sdpa
         for i, block in enumerate(visual.transformer.resblocks):
             extra = None if block_prompts is None else block_prompts(i, x)
             if extra is None:
-                x = block(x)
+                x = run(block, x, False, sdpa)
             else:
                 n_tokens = x.shape[0]
-                x = block(torch.cat([x, extra.to(x.dtype)]))[:n_tokens]
+                x = run(block, torch.cat([x, extra.to(x.dtype)]), False, sdpa)[:n_tokens]
         return visual.ln_post(x[0]) @ visual.proj
+
+
+def frozen_image_encoder(visual):
+    """CLIP's image encoder as a module ``encoder(images)``: a ``PromptedViT`` (which honours
+    the speed switches) for a ViT, CLIP's own module for a ResNet."""
+    return PromptedViT(visual) if isinstance(visual, VisionTransformer) else visual
 
 
 class DeepVisualPrompt(nn.Module):

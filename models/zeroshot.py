@@ -5,6 +5,7 @@ import torch.nn as nn
 
 from models.base import ModelOutput, l2_normalize
 from models.text import encode_template
+from models.visual import frozen_image_encoder
 
 
 class ZeroShotCLIP(nn.Module):
@@ -12,14 +13,18 @@ class ZeroShotCLIP(nn.Module):
 
     def __init__(self, clip_model, classnames, template):
         super().__init__()
-        self.visual = clip_model.visual
+        self.encoder = frozen_image_encoder(clip_model.visual)
+        self.input_dtype = clip_model.visual.conv1.weight.dtype
         features = encode_template(clip_model, classnames, template)
         self.register_buffer("text_features", features, persistent=False)  # T0, normalised
 
     @torch.no_grad()
     def image_features(self, images):
-        """f0: normalised features of the unprompted image encoder, [B, E]."""
-        return l2_normalize(self.visual(images.to(self.visual.conv1.weight.dtype)))
+        """f0: normalised features of the unprompted image encoder, [B, E].
+
+        Without autograd: nothing in this branch learns, and its top-K and logits1 only need
+        the values."""
+        return l2_normalize(self.encoder(images.to(self.input_dtype)))
 
     @torch.no_grad()
     def top_classes(self, image_features, k, logit_scale):

@@ -1,27 +1,46 @@
 """What all CLIP prompt-tuning trainers share: CLIP loading, precision, the training step."""
 
-import torch
+from yacs.config import CfgNode as CN
 
 from engine.config import extend_cfg
 from engine.data import DataManager
 from engine.trainer import Trainer
 from models.clip_loader import cast_clip, input_resolution, load_clip
+from models.speed import Speed, apply_speed
 from models.templates import dataset_template
 from models.zeroshot import ZeroShotClassifier
 from trainers.original_checkpoints import is_original_layout, read_original_run
-
-CLIP_DTYPES = {
-    "fp32": torch.float32,
-    "amp": torch.float32,  # float32 weights, float16 autocast
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-}
 
 
 @extend_cfg
 def clip_trainer_cfg(cfg):
     # Also evaluate zero-shot CLIP (the dataset's template) before training, and report both.
     cfg.TEST.ZEROSHOT_BASELINE = False
+    # Exact speed-ups (see models/speed.py); all off computes what the original code computes.
+    cfg.TRAINER.SPEED = CN()
+    cfg.TRAINER.SPEED.SDPA = True  # attention through F.scaled_dot_product_attention
+    cfg.TRAINER.SPEED.TRUNCATE_TEXT = True  # text encoder on the tokens up to the last EOS
+    cfg.TRAINER.SPEED.SHARED_TEXT_PREFIX = True  # prompt tokens shared by all classes once
+    cfg.TRAINER.SPEED.CACHE_TEXT = True  # learned text features once per evaluation
+    cfg.TRAINER.SPEED.CHECKPOINT_TEXT = False  # recompute text activations in backward
+    cfg.TRAINER.SPEED.COMPILE = ""  # torch.compile backend for the blocks, e.g. "inductor"
+
+
+def speed_from_cfg(cfg):
+    s = cfg.TRAINER.SPEED
+    if s.SHARED_TEXT_PREFIX and not s.SDPA:
+        raise ValueError(
+            "TRAINER.SPEED.SHARED_TEXT_PREFIX True needs TRAINER.SPEED.SDPA True; "
+            "set TRAINER.SPEED.SHARED_TEXT_PREFIX False to run nn.MultiheadAttention"
+        )
+    return Speed(
+        sdpa=s.SDPA,
+        truncate_text=s.TRUNCATE_TEXT,
+        shared_text_prefix=s.SHARED_TEXT_PREFIX,
+        cache_text=s.CACHE_TEXT,
+        checkpoint_text=s.CHECKPOINT_TEXT,
+        compile=s.COMPILE,
+    )
 
 
 def check_input_size(cfg, clip_model):
@@ -51,15 +70,19 @@ class ClipTrainer(Trainer):
     def build(self):
         cfg = self.cfg
         self.check_cfg(cfg)
+        speed = speed_from_cfg(cfg)
+        prec = cfg.TRAINER.COOP.PREC
+        print(f"Precision: {self.precision} (TRAINER.COOP.PREC {prec} on {self.device.type})")
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
         clip_model = load_clip(cfg.MODEL.BACKBONE.NAME)
         check_input_size(cfg, clip_model)
         if self.device.type == "cpu" and self.precision == "fp16":
             print("Warning: fp16 on the CPU is slow; bf16 or fp32 is faster there.")
-        clip_model = cast_clip(clip_model, CLIP_DTYPES[self.precision])
+        clip_model = cast_clip(clip_model, self.mixed_precision.weight_dtype)
         self.dm = DataManager(cfg)
         print("Building the model")
         self.model = self.create_model(clip_model, self.dm.classnames).to(self.device)
+        apply_speed(self.model, speed)
         for name, module in self.model.learnable_modules().items():
             self.register_module(name, module, self.optim_cfg_for(name))
         self.zeroshot_baseline = None
@@ -67,11 +90,17 @@ class ClipTrainer(Trainer):
             self.zeroshot_baseline = ZeroShotClassifier(
                 clip_model, self.dm.classnames, [self.template()]
             ).to(self.device)
+            apply_speed(self.zeroshot_baseline, speed)
         n_learn = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         print(f"Learnable parameters: {n_learn:,} in {list(self._modules)}")
 
     def create_model(self, clip_model, classnames):
         raise NotImplementedError
+
+    def set_mode(self, mode):
+        """The model's wrappers follow the mode too (frozen CLIP stays in eval mode)."""
+        super().set_mode(mode)
+        self.model.train(mode == "train")
 
     def optim_cfg_for(self, module_name):
         """The OPTIM node for one learnable module (trainers may give modules their own)."""

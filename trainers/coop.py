@@ -14,7 +14,10 @@ def coop_cfg(cfg):
     cfg.TRAINER.COOP.N_CTX = 16  # number of context tokens
     cfg.TRAINER.COOP.CSC = False  # class-specific context
     cfg.TRAINER.COOP.CTX_INIT = ""  # initialise the context from these words
-    cfg.TRAINER.COOP.PREC = "fp16"  # fp16 | fp32 | amp | bf16 (used by every CLIP trainer)
+    # fp16 | fp32 | bf16 | amp | amp_bf16 | auto, for every CLIP trainer (engine/precision.py).
+    # auto: bfloat16 autocast on GPUs that have it, float16 autocast + grad scaler on other
+    # GPUs, float32 on the CPU. fp16 is what CoOp and the original DPT code run.
+    cfg.TRAINER.COOP.PREC = "auto"
     cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end | middle | front
 
 
