@@ -68,6 +68,12 @@ def _dassl_defaults():
     _C.DATALOADER.NUM_WORKERS = 4
     _C.DATALOADER.K_TRANSFORMS = 1
     _C.DATALOADER.RETURN_IMG0 = False
+    # Not in Dassl: keep worker processes between epochs and evaluations; page-locked batches
+    # for fast host-to-GPU copies (used with CUDA only); decoded train images kept in memory up
+    # to this many MiB (0: off), so that few-shot train sets are decoded once, not every epoch.
+    _C.DATALOADER.PERSISTENT_WORKERS = True
+    _C.DATALOADER.PIN_MEMORY = True
+    _C.DATALOADER.CACHE_IMAGES_MB = 2048
     _C.DATALOADER.TRAIN_X = CN()
     _C.DATALOADER.TRAIN_X.SAMPLER = "RandomSampler"
     _C.DATALOADER.TRAIN_X.BATCH_SIZE = 32

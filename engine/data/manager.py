@@ -7,6 +7,7 @@ from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 from torch.utils.data.dataloader import default_collate
 
+from engine.data.cache import DecodedImageCache
 from engine.data.images import BAD_IMAGE_CHOICES, BadImageError, read_image
 from engine.data.transforms import build_transform
 from engine.registry import DATASET_REGISTRY
@@ -26,10 +27,11 @@ class DatasetWrapper(Dataset):
 
     With ``on_bad_image="skip"`` an unreadable image gives ``None`` instead (dropped by
     ``collate_skipping_none``) and a warning with a running count, which DataLoader worker
-    processes share through ``num_skipped``.
+    processes share through ``num_skipped``. With a ``DecodedImageCache`` the cached images
+    skip decoding (and the transform's deterministic start).
     """
 
-    def __init__(self, data_source, transform, on_bad_image="error"):
+    def __init__(self, data_source, transform, on_bad_image="error", cache=None):
         if on_bad_image not in BAD_IMAGE_CHOICES:
             raise ValueError(
                 f"DATASET.ON_BAD_IMAGE must be one of {', '.join(BAD_IMAGE_CHOICES)}; "
@@ -38,6 +40,7 @@ class DatasetWrapper(Dataset):
         self.data_source = data_source
         self.transform = transform
         self.on_bad_image = on_bad_image
+        self.cache = cache
         self._skipped = multiprocessing.Value("i", 0)
 
     @property
@@ -49,8 +52,9 @@ class DatasetWrapper(Dataset):
 
     def __getitem__(self, index):
         item = self.data_source[index]
+        cached = None if self.cache is None else self.cache.get(index)
         try:
-            img = read_image(item.impath)
+            img = read_image(item.impath) if cached is None else cached
         except BadImageError as err:
             if self.on_bad_image == "error":
                 raise
@@ -64,7 +68,7 @@ class DatasetWrapper(Dataset):
             )
             return None
         return {
-            "img": self.transform(img),
+            "img": self.transform(img) if cached is None else self.cache.rest(img),
             "label": item.label,
             "domain": item.domain,
             "impath": item.impath,
@@ -87,11 +91,16 @@ class SkippingDataLoader(DataLoader):
 
 def build_data_loader(cfg, data_source, batch_size, tfm, is_train, sampler_type):
     """A loader as Dassl builds it: drop_last only for training and only when the data fill
-    a batch; pinned memory when CUDA is used. Train workers persist across epochs."""
+    a batch. Pinned memory (with CUDA), persistent workers and, for training, the decoded
+    image cache as the DATALOADER keys say."""
     if sampler_type not in SAMPLERS:
         raise ValueError(f"Unknown sampler '{sampler_type}'; valid: {', '.join(SAMPLERS)}")
-    dataset = DatasetWrapper(data_source, tfm, cfg.DATASET.ON_BAD_IMAGE)
-    num_workers = cfg.DATALOADER.NUM_WORKERS
+    loaders = cfg.DATALOADER
+    num_workers = loaders.NUM_WORKERS
+    cache = None
+    if is_train and loaders.CACHE_IMAGES_MB > 0:
+        cache = DecodedImageCache(data_source, tfm, loaders.CACHE_IMAGES_MB, num_workers)
+    dataset = DatasetWrapper(data_source, tfm, cfg.DATASET.ON_BAD_IMAGE, cache)
     return SkippingDataLoader(
         dataset,
         batch_size=batch_size,
@@ -99,8 +108,8 @@ def build_data_loader(cfg, data_source, batch_size, tfm, is_train, sampler_type)
         num_workers=num_workers,
         collate_fn=collate_skipping_none,
         drop_last=is_train and len(data_source) >= batch_size,
-        pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
-        persistent_workers=is_train and num_workers > 0,
+        pin_memory=loaders.PIN_MEMORY and torch.cuda.is_available() and cfg.USE_CUDA,
+        persistent_workers=loaders.PERSISTENT_WORKERS and num_workers > 0,
     )
 
 
