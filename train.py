@@ -6,11 +6,13 @@ import time
 import traceback
 
 import torch
+import torch.distributed as dist
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers and their config keys)
+from engine import distributed
 from engine.config import setup_cfg
-from engine.log import RunLog
+from engine.log import run_log
 from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
 from engine.rundir import prepare_output_dir
 from engine.utils import set_random_seed
@@ -70,12 +72,38 @@ def check_args(args, cfg):
     DATASET_REGISTRY.get(cfg.DATASET.NAME or "<none given: use --dataset-config-file>")
 
 
+def describe_parallelism(cfg):
+    if distributed.is_distributed():
+        print(
+            f"Distributed data parallel: {distributed.world_size()} processes "
+            f"({dist.get_backend()}); DATALOADER batch sizes are global, split over them"
+        )
+        return
+    n_gpus = torch.cuda.device_count() if cfg.USE_CUDA else 0
+    if n_gpus > 1:
+        print(
+            f"Note: {n_gpus} GPUs are visible and this run uses one (there is no "
+            f"DataParallel); to use all: torchrun --nproc_per_node {n_gpus} train.py ..."
+        )
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     cfg = setup_cfg(args)
     check_args(args, cfg)
-    prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite)
-    with RunLog(cfg.OUTPUT_DIR):
+    joined = distributed.init_from_env(cfg.USE_CUDA)
+    try:
+        return run(args, cfg)
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
+def run(args, cfg):
+    if distributed.is_main_process():
+        prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite)
+    distributed.barrier()
+    with run_log(cfg.OUTPUT_DIR):
         print(f"** Run started {time.strftime('%Y-%m-%d %H:%M:%S')} **")
         print("** Arguments **")
         for key, value in sorted(vars(args).items()):
@@ -83,6 +111,7 @@ def main(argv=None):
         print("** Config **")
         print(cfg)
         print(f"PyTorch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
+        describe_parallelism(cfg)
         if cfg.SEED >= 0:
             print(f"Setting fixed seed: {cfg.SEED}")
             set_random_seed(cfg.SEED)

@@ -5,6 +5,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from engine import distributed
+
 
 class ClassificationEvaluator:
     def __init__(self, lab2cname, per_class=False, compute_cmat=False):
@@ -14,16 +16,35 @@ class ClassificationEvaluator:
         self.reset()
 
     def reset(self):
-        self._pred, self._true = [], []
+        self._pred, self._true, self._index = [], [], []
 
-    def process(self, logits, labels):
+    def process(self, logits, labels, index=None):
+        """``index``: the samples' dataset indices, needed to merge the ranks of a
+        distributed evaluation (whose sampler repeats a few samples to even the shards)."""
         self._pred.append(logits.argmax(1).cpu())
         self._true.append(labels.cpu())
+        if index is not None:
+            self._index.append(index.cpu())
+
+    def _collect(self):
+        """Predictions and labels of this process, or of all ranks with each sample once."""
+        pred, true = (
+            torch.cat(x) if x else torch.zeros(0, dtype=torch.long)
+            for x in (self._pred, self._true)
+        )
+        if not distributed.is_distributed():
+            return pred.numpy(), true.numpy()
+        if len(self._index) != len(self._pred):
+            raise ValueError("a distributed evaluation needs the samples' indices")
+        index = torch.cat(self._index) if self._index else torch.zeros(0, dtype=torch.long)
+        parts = distributed.gather_objects((index, pred, true))
+        index, pred, true = (torch.cat(x) for x in zip(*parts, strict=True))
+        _, keep = np.unique(index.numpy(), return_index=True)  # each sample once, in order
+        return pred.numpy()[keep], true.numpy()[keep]
 
     def evaluate(self):
         """Print Dassl's result block and return the metrics as a dict (percentages)."""
-        pred = torch.cat(self._pred).numpy() if self._pred else np.zeros(0, dtype=np.int64)
-        true = torch.cat(self._true).numpy() if self._true else np.zeros(0, dtype=np.int64)
+        pred, true = self._collect()
         total = int(true.size)
         correct = int((pred == true).sum())
         acc = 100.0 * correct / max(total, 1)

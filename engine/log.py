@@ -1,8 +1,11 @@
 """Tee everything printed to stdout into ``<output_dir>/log.txt`` (Dassl's log file)."""
 
+import contextlib
 import os
 import sys
 import time
+
+from engine import distributed
 
 
 class _Tee:
@@ -50,3 +53,15 @@ class RunLog:
         sys.stdout = self._tee.stream
         self._tee.close()
         return False
+
+
+def run_log(output_dir):
+    """``RunLog`` in the main process; the other ranks of a distributed run print nothing
+    (their errors still go to stderr)."""
+    return RunLog(output_dir) if distributed.is_main_process() else _quiet()
+
+
+@contextlib.contextmanager
+def _quiet():
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield

@@ -15,6 +15,7 @@ from collections import OrderedDict
 import torch
 from tqdm import tqdm
 
+from engine import distributed
 from engine.checkpoint import (
     BEST_NAME,
     atomic_write_json,
@@ -95,7 +96,7 @@ class Trainer:
         return self.mixed_precision.autocast()
 
     def backward_and_step(self, loss):
-        if not torch.isfinite(loss):
+        if not distributed.all_ranks_true(torch.isfinite(loss)):
             raise FloatingPointError(
                 f"Loss became {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1} "
                 f"(precision {self.precision}). Training stopped instead of continuing on "
@@ -128,6 +129,9 @@ class Trainer:
     def run_epoch(self):
         self.set_mode("train")
         loader = self.dm.train_loader_x
+        if hasattr(loader.sampler, "set_epoch"):  # a distributed run's sampler
+            loader.sampler.set_epoch(self.epoch)
+        distributed.seed_for_epoch(self.cfg.SEED, self.epoch)
         num_batches = len(loader)
         meters, batch_time, data_time = OrderedDict(), AverageMeter(), AverageMeter()
         print_freq = self.cfg.TRAIN.PRINT_FREQ
@@ -138,12 +142,12 @@ class Trainer:
             desc=f"epoch {self.epoch + 1}/{self.max_epoch}",
             leave=False,
             file=sys.stderr,
-            disable=None,
+            disable=None if distributed.is_main_process() else True,
             dynamic_ncols=True,
         )
         for self.batch_idx, batch in enumerate(bar):
             data_time.update(time.time() - end)
-            summary = self.forward_backward(batch)
+            summary = distributed.mean_over_ranks(self.forward_backward(batch))
             batch_time.update(time.time() - end)
             for key, value in summary.items():
                 meters.setdefault(key, AverageMeter()).update(value)
@@ -209,14 +213,14 @@ class Trainer:
             desc=f"eval {split}",
             leave=False,
             file=sys.stderr,
-            disable=None,
+            disable=None if distributed.is_main_process() else True,
             dynamic_ncols=True,
         ):
             images = batch["img"].to(self.device, non_blocking=True)
             labels = batch["label"].to(self.device, non_blocking=True)
             with self.autocast():
                 logits = (inference or self.model_inference)(images)
-            self.evaluator.process(logits.float(), labels)
+            self.evaluator.process(logits.float(), labels, batch["index"])
         results = self.evaluator.evaluate()
         self.after_evaluation()
         if write_results:
@@ -230,6 +234,8 @@ class Trainer:
         """Hook: release what ``before_evaluation`` cached."""
 
     def write_results(self, split, results):
+        if not distributed.is_main_process():
+            return
         cfg = self.cfg
         record = OrderedDict(
             split=split,
@@ -248,7 +254,14 @@ class Trainer:
 
     # ---- checkpoints ---------------------------------------------------------------------
     def save_model(self, epoch, directory, is_best=False, val_result=None, keep=True):
-        """Save every module; the previous epoch's file goes unless it was one to keep."""
+        """Save every module; the previous epoch's file goes unless it was one to keep.
+        In a distributed run rank 0 writes and the others wait for it."""
+        if distributed.is_main_process():
+            self._write_checkpoints(epoch, directory, is_best, val_result)
+        self._kept = keep
+        distributed.barrier()
+
+    def _write_checkpoints(self, epoch, directory, is_best, val_result):
         extra = {
             "rng_state": rng_state(),
             "resume_digest": resume_digest(self.cfg),
@@ -268,7 +281,6 @@ class Trainer:
             save_checkpoint(
                 state, os.path.join(directory, name), is_best, remove_previous=not self._kept
             )
-        self._kept = keep
 
     def resume_if_possible(self):
         """Continue from the latest checkpoint in RESUME (or OUTPUT_DIR); return the epoch."""

@@ -35,7 +35,10 @@ def set_rng_state(state):
 
 
 def pick_device(use_cuda=True):
-    return torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
+    """The current CUDA device (a distributed run sets each process's own), or the CPU."""
+    if use_cuda and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def format_eta(seconds):

@@ -4,23 +4,27 @@ import warnings
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 
-from models.base import cross_entropy
 from models.visual import CAVPT, require_vit
 from models.vlp import VLPModel
 
 
-def cavpt_loss(layer_logits, indices, labels):
-    """Mean CE of the auxiliary logits over the (image, CAVPT block, slot) triples whose
-    selected class is the label, and how many there are; (None, 0) when there are none."""
+def cavpt_loss_total(layer_logits, indices, labels):
+    """Summed CE of the auxiliary logits over the (image, CAVPT block, slot) triples whose
+    selected class is the label, and how many there are. The sum runs over a mask, so every
+    CAVPT parameter stays in the graph (with zero gradient when nothing is selected)."""
     logits = torch.stack(layer_logits)  # [J, K, B, C]
-    n_blocks, k, batch = logits.shape[:3]
-    selected = (indices == labels[:, None]).t().expand(n_blocks, k, batch)
-    n_selected = int(selected.sum())
-    if n_selected == 0:
-        return None, 0
-    targets = labels.expand(n_blocks, k, batch)[selected]
-    return cross_entropy(logits[selected], targets), n_selected
+    n_blocks, k, batch, n_classes = logits.shape
+    selected = (indices == labels[:, None]).t().expand(n_blocks, k, batch).reshape(-1)
+    targets = labels.expand(n_blocks, k, batch).reshape(-1)
+    ce = F.cross_entropy(logits.reshape(-1, n_classes).float(), targets, reduction="none")
+    return (ce * selected).sum(), int(selected.sum())
+
+
+def mean_of_selected(total, count):
+    """The mean over this batch's selected triples (0 when there are none), and their count."""
+    return total / max(count, 1), count
 
 
 class DPTModel(VLPModel):
@@ -99,11 +103,15 @@ class DPTModel(VLPModel):
         out.indices = indices
         return out
 
+    # How the CAVPT loss averages over the selected triples; data-parallel training replaces
+    # it by the mean over every process's triples (engine.distributed.global_mean).
+    selected_mean = staticmethod(mean_of_selected)
+
     def loss_terms(self, out, labels, epoch):
         loss, terms = super().loss_terms(out, labels, epoch)
-        layer_loss, n_selected = cavpt_loss(out.layer_logits, out.indices, labels)
+        total, n_selected = cavpt_loss_total(out.layer_logits, out.indices, labels)
+        layer_loss, n_selected = self.selected_mean(total, n_selected)
         terms["n_selected"] = n_selected
-        if layer_loss is not None:
+        if n_selected:
             terms["layer_loss"] = layer_loss
-            loss = loss + self.alpha * layer_loss
-        return loss, terms
+        return loss + self.alpha * layer_loss, terms

@@ -1,7 +1,9 @@
 """What all CLIP prompt-tuning trainers share: CLIP loading, precision, the training step."""
 
+from torch.nn.parallel import DistributedDataParallel
 from yacs.config import CfgNode as CN
 
+from engine import distributed
 from engine.config import extend_cfg
 from engine.data import DataManager
 from engine.trainer import Trainer
@@ -85,6 +87,13 @@ class ClipTrainer(Trainer):
         apply_speed(self.model, speed)
         for name, module in self.model.learnable_modules().items():
             self.register_module(name, module, self.optim_cfg_for(name))
+        self.train_model = self.model  # what training steps run: the DDP wrapper if distributed
+        if distributed.is_distributed() and self.learns:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            # buffers derive from CLIP and the class names: the same on every rank
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=device_ids, broadcast_buffers=False
+            )
         self.zeroshot_baseline = None
         if cfg.TEST.ZEROSHOT_BASELINE and self.learns:
             self.zeroshot_baseline = ZeroShotClassifier(
@@ -148,7 +157,7 @@ class ClipTrainer(Trainer):
         images = batch["img"].to(self.device, non_blocking=True)
         labels = batch["label"].to(self.device, non_blocking=True)
         with self.autocast():
-            output = self.model(images)
+            output = self.train_model(images)
             loss, parts = self.model.compute_loss(output, labels, self.epoch)
         self.backward_and_step(loss)
         acc = (output.logits.argmax(1) == labels).float().mean().item() * 100.0

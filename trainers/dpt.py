@@ -2,6 +2,7 @@
 
 from yacs.config import CfgNode as CN
 
+from engine import distributed
 from engine.config import extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.dpt import DPTModel
@@ -28,7 +29,7 @@ class DPT(VLP):
 
     def create_model(self, clip_model, classnames):
         cfg = self.cfg
-        return DPTModel(
+        model = DPTModel(
             clip_model,
             classnames,
             self.template(),
@@ -41,6 +42,9 @@ class DPT(VLP):
             cavpt_attn_dim=cfg.TRAINER.DPT.CAVPT_ATTN_DIM,
             **text_prompt_kwargs(cfg),
         )
+        if distributed.is_distributed():  # the CAVPT loss is a mean over all ranks' triples
+            model.selected_mean = distributed.global_mean
+        return model
 
     def adapt_loaded_state(self, name, state_dict):
         """CAVPT's auxiliary heads are class-specific and only serve the training loss: weights

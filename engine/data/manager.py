@@ -6,7 +6,9 @@ import torch
 from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 from torch.utils.data.dataloader import default_collate
+from torch.utils.data.distributed import DistributedSampler
 
+from engine import distributed
 from engine.data.cache import DecodedImageCache
 from engine.data.images import BAD_IMAGE_CHOICES, BadImageError, read_image
 from engine.data.transforms import build_transform
@@ -89,6 +91,28 @@ class SkippingDataLoader(DataLoader):
         return (batch for batch in super().__iter__() if batch is not None)
 
 
+def build_sampler(cfg, dataset, sampler_type, batch_size, is_train):
+    """Dassl's sampler and batch size; in a distributed run, this rank's share instead: a
+    ``DistributedSampler`` (shuffled for RandomSampler; the trainer sets its epoch) and the
+    batch split over the ranks, so that the batch size stays the global one."""
+    if not distributed.is_distributed():
+        return SAMPLERS[sampler_type](dataset), batch_size
+    world = distributed.world_size()
+    if is_train and batch_size % world:
+        raise ValueError(
+            f"DATALOADER.TRAIN_X.BATCH_SIZE {batch_size} is the global batch of all "
+            f"{world} processes and must be a multiple of their number"
+        )
+    sampler = DistributedSampler(
+        dataset,
+        world,
+        distributed.rank(),
+        shuffle=sampler_type == "RandomSampler",
+        seed=max(cfg.SEED, 0),
+    )
+    return sampler, -(-batch_size // world)
+
+
 def build_data_loader(cfg, data_source, batch_size, tfm, is_train, sampler_type):
     """A loader as Dassl builds it: drop_last only for training and only when the data fill
     a batch. Pinned memory (with CUDA), persistent workers and, for training, the decoded
@@ -101,13 +125,14 @@ def build_data_loader(cfg, data_source, batch_size, tfm, is_train, sampler_type)
     if is_train and loaders.CACHE_IMAGES_MB > 0:
         cache = DecodedImageCache(data_source, tfm, loaders.CACHE_IMAGES_MB, num_workers)
     dataset = DatasetWrapper(data_source, tfm, cfg.DATASET.ON_BAD_IMAGE, cache)
+    sampler, batch_size = build_sampler(cfg, dataset, sampler_type, batch_size, is_train)
     return SkippingDataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=SAMPLERS[sampler_type](dataset),
+        sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_skipping_none,
-        drop_last=is_train and len(data_source) >= batch_size,
+        drop_last=is_train and len(sampler) >= batch_size,
         pin_memory=loaders.PIN_MEMORY and torch.cuda.is_available() and cfg.USE_CUDA,
         persistent_workers=loaders.PERSISTENT_WORKERS and num_workers > 0,
     )
