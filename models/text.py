@@ -284,6 +284,10 @@ class LearnedTextFeatures(nn.Module):
         shared = learner.shared_prefix_length if self.speed.shared_text_prefix else 0
         return self.encoder(embeddings, eos_positions, shared)
 
+    def clear_cache(self):
+        """Forget the cached features (the next evaluation computes them again)."""
+        self._cache = None
+
     def _cache_key(self):
         ctx = self.prompt_learner.ctx
         device_type = ctx.device.type
@@ -293,7 +297,7 @@ class LearnedTextFeatures(nn.Module):
 
     def forward(self):
         if self.training or torch.is_grad_enabled() or not self.speed.cache_text:
-            self._cache = None
+            self.clear_cache()
             return self._features()
         key = self._cache_key()
         if self._cache is None or self._cache[0] != key:
