@@ -1,0 +1,92 @@
+"""CoCoOp: CoOp's context plus a per-image bias from a small meta-net (Zhou et al., CVPR 2022)."""
+
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+
+from models.base import ModelOutput, PromptTuningModel, l2_normalize
+from models.speed import Speed
+from models.text import PromptLearner, TextEncoder
+from models.visual import frozen_image_encoder
+
+
+class ConditionalPromptLearner(PromptLearner):
+    """CoOp's shared context with the class name at the end, plus CoCoOp's meta-net:
+    Linear(E, E // 16) -> ReLU -> Linear(E // 16, D) maps an image's normalised feature to a
+    bias that is added to every context vector.
+
+    The state dict (``ctx``, ``meta_net.linear1.*``, ``meta_net.linear2.*``) has the keys of
+    CoCoOp's own prompt learner, so its checkpoints load.
+    """
+
+    def __init__(self, clip_model, classnames, n_ctx=16, ctx_init=""):
+        super().__init__(clip_model, classnames, n_ctx, ctx_init)
+        vis_dim = clip_model.visual.output_dim
+        hidden = max(vis_dim // 16, 1)
+        self.meta_net = nn.Sequential(
+            OrderedDict(
+                linear1=nn.Linear(vis_dim, hidden),
+                relu=nn.ReLU(inplace=True),
+                linear2=nn.Linear(hidden, self.ctx.shape[-1]),
+            )
+        ).to(self.ctx.device)
+        is_ctx = torch.zeros(self.frozen_embeddings.shape[:2], dtype=torch.bool)
+        is_ctx.scatter_(1, self.ctx_slots.cpu(), True)
+        self.register_buffer("ctx_mask", is_ctx.to(self.ctx.device), persistent=False)
+
+    def conditional(self, image_features, full_length=False):
+        """Prompt embeddings of every class for each image, [B, C, L, D], and the EOS
+        positions [C]: the learned prompts with ``meta_net(image)`` added at the context
+        slots (the same as adding it to ``ctx`` before placing the context)."""
+        prompts, eos_positions = self(full_length)
+        bias = self.meta_net(image_features.float()).to(prompts.dtype)  # [B, D]
+        at_ctx = self.ctx_mask[:, : prompts.shape[1], None].to(prompts.dtype)  # [C, L, 1]
+        return prompts + at_ctx * bias[:, None, None, :], eos_positions
+
+
+class CoCoOpModel(PromptTuningModel):
+    """Logits of each image against its own conditioned prompts' text features.
+
+    ``images_per_text_pass``: how many images' prompts (each C sequences) go through the text
+    encoder together; 1 is the paper's loop over the images of a batch, 0 all of them at once.
+    The results are the same; larger passes are faster and take more memory.
+    """
+
+    def __init__(self, clip_model, classnames, n_ctx=16, ctx_init="", images_per_text_pass=0):
+        super().__init__(clip_model)
+        if images_per_text_pass < 0:
+            raise ValueError(f"images_per_text_pass must be >= 0, got {images_per_text_pass}")
+        self.prompt_learner = ConditionalPromptLearner(clip_model, classnames, n_ctx, ctx_init)
+        self.encoder = TextEncoder(clip_model)
+        self.image_encoder = frozen_image_encoder(clip_model.visual)
+        self.images_per_text_pass = images_per_text_pass
+        self.speed = Speed()
+
+    def learnable_modules(self):
+        return OrderedDict(prompt_learner=self.prompt_learner)
+
+    def forward(self, images):
+        with torch.no_grad():  # the image encoder is frozen; the meta-net learns from f
+            image_features = l2_normalize(self.image_encoder(images.to(self.dtype)))
+        per_pass = self.images_per_text_pass or len(image_features)
+        logits = [self._logits(part) for part in image_features.split(per_pass)]
+        return ModelOutput(torch.cat(logits))
+
+    def _logits(self, image_features):
+        """[b, C] logits of b images whose b x C prompts are encoded in one pass."""
+        learner = self.prompt_learner
+        prompts, eos_positions = learner.conditional(
+            image_features, full_length=not self.speed.truncate_text
+        )
+        n_images, n_cls = prompts.shape[:2]
+        # One image's prompts share their leading tokens (SOS and its conditioned context).
+        shared = learner.shared_prefix_length if self.speed.shared_text_prefix else 0
+        features = self.encoder(
+            prompts.flatten(0, 1),
+            eos_positions.repeat(n_images),
+            shared if n_images == 1 else 0,
+        )
+        text = l2_normalize(features).view(n_images, n_cls, -1)
+        scores = torch.einsum("be,bce->bc", image_features.to(text.dtype), text)
+        return self.logit_scale() * scores

@@ -1,0 +1,199 @@
+"""Run jobs: here (one run per GPU, or N at once on the CPU) or on SLURM through submitit.
+
+Every step is a ``python train.py ...`` process; its stdout is in the run's ``log.txt`` (train.py
+writes it), its stderr (warnings, tracebacks) in ``stderr.txt`` beside it. A step holds a lock
+on ``<run dir>/.sweep.lock`` while it runs, passed on to the train.py process, so that a second
+sweep over the same folders skips the run instead of training it twice.
+"""
+
+import fcntl
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from queue import Queue
+
+from scripts.plan import TRAIN
+from scripts.spec import REPO
+
+STDERR, LOCK = "stderr.txt", ".sweep.lock"
+_running = set()  # train.py processes of this launcher, ended on an interrupt
+_running_lock = threading.Lock()
+_stopping = threading.Event()  # set on an interrupt: no new step starts
+
+
+@dataclass
+class StepResult:
+    out_dir: str
+    # done | skipped (finished before) | failed | busy (another sweep runs it) | interrupted
+    status: str
+    returncode: int | None = None
+    seconds: float = 0.0
+    error: str = ""  # the error line of stderr.txt when the step failed
+
+    @property
+    def stderr_path(self):
+        return os.path.join(self.out_dir, STDERR)
+
+
+@dataclass
+class JobResult:
+    name: str
+    steps: list = field(default_factory=list)
+
+    @property
+    def status(self):
+        """The first of failed, busy, interrupted, done that a step has; else skipped."""
+        statuses = [step.status for step in self.steps]
+        for status in ("failed", "busy", "interrupted", "done"):
+            if status in statuses:
+                return status
+        return "skipped"
+
+
+_ERROR = re.compile(r"^(error: |[\w.]+(Error|Exception|Interrupt)\b)")
+
+
+def error_line(path):
+    """The line of a stderr file that names the error: train.py's ``error: ...`` or a
+    traceback's last exception line, else its last line."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return ""
+    errors = [line for line in lines if _ERROR.match(line)]
+    return (errors or lines or [""])[-1]
+
+
+def _start(step, env, lock):
+    """The train.py process of ``step`` (holding ``lock`` too), or None after an interrupt."""
+    with open(os.path.join(step.out_dir, STDERR), "a") as stderr, _running_lock:
+        if _stopping.is_set():
+            return None
+        process = subprocess.Popen(
+            [sys.executable, TRAIN, *step.argv], cwd=REPO, env=env,
+            stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(lock.fileno(),),
+        )  # fmt: skip
+        _running.add(process)
+        return process
+
+
+def run_step(step, env=None):
+    """Run one train.py step unless it is finished or locked by another sweep."""
+    if step.finished:
+        return StepResult(step.out_dir, "skipped")
+    os.makedirs(step.out_dir, exist_ok=True)
+    start = time.time()
+    with open(os.path.join(step.out_dir, LOCK), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return StepResult(step.out_dir, "busy")
+        process = _start(step, env, lock)
+        if process is None:
+            return StepResult(step.out_dir, "interrupted")
+        try:
+            returncode = process.wait()
+        finally:
+            with _running_lock:
+                _running.discard(process)
+    seconds = time.time() - start
+    if returncode == 0 and step.finished:
+        return StepResult(step.out_dir, "done", returncode, seconds)
+    result = StepResult(step.out_dir, "failed", returncode, seconds)
+    result.error = error_line(result.stderr_path) or f"exit code {returncode}"
+    return result
+
+
+def run_job(job, env=None):
+    """The job's steps in order; the rest are not started after one that did not finish."""
+    result = JobResult(job.name)
+    for step in job.steps:
+        result.steps.append(run_step(step, env))
+        if result.steps[-1].status not in ("done", "skipped"):
+            break
+    return result
+
+
+def stop_running():
+    """End the train.py processes started here and start no more (an interrupted sweep)."""
+    with _running_lock:
+        _stopping.set()
+        for process in _running:
+            process.terminate()
+
+
+def local_slots(gpus, jobs):
+    """Environments of the parallel workers: one per entry of ``gpus`` (a GPU may be listed
+    twice for two runs on it), else ``jobs`` CPU workers sharing the cores."""
+    if gpus:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        physical = visible.split(",") if visible else None
+        return [dict(os.environ, CUDA_VISIBLE_DEVICES=physical[g] if physical else str(g))
+                for g in gpus]  # fmt: skip
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // jobs))
+    return [dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=threads)] * jobs
+
+
+def run_local(jobs, slots, report):
+    """Run ``jobs`` on the worker ``slots``; ``report(JobResult)`` as each one ends."""
+    free = Queue()
+    for env in slots:
+        free.put(env)
+
+    def work(job):
+        env = free.get()
+        try:
+            return run_job(job, env)
+        finally:
+            free.put(env)
+
+    pool = ThreadPoolExecutor(max_workers=len(slots))
+    try:
+        for future in as_completed([pool.submit(work, job) for job in jobs]):
+            report(future.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_running()
+        raise
+    pool.shutdown()
+
+
+class SubmititJob:
+    """``run_job`` as a submitit callable; a job that times out or is pre-empted is
+    requeued (submitit's checkpointing) and its run resumes from its last epoch."""
+
+    def __call__(self, job):
+        return run_job(job)
+
+    def checkpoint(self, job):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(SubmititJob(), job)
+
+
+def run_submitit(jobs, folder, cluster, params, report):
+    """One array job over ``jobs`` (one run per task); waits and reports as they end."""
+    import submitit
+
+    # The tasks unpickle this module: make the repository importable wherever they start.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    executor.update_parameters(**params)
+    submitted = executor.map_array(SubmititJob(), jobs)
+    print(f"Submitted {len(submitted)} tasks (job {submitted[0].job_id.split('_')[0]}); "
+          f"submitit logs in {folder}", flush=True)  # fmt: skip
+    by_id = {task.job_id: job for task, job in zip(submitted, jobs)}
+    for task in submitit.helpers.as_completed(submitted):
+        try:
+            report(task.result())
+        except Exception as err:  # the task itself failed (killed, out of time, node lost)
+            job = by_id[task.job_id]
+            failed = StepResult(job.name, "failed", error=f"{type(err).__name__}: see "
+                                f"{task.paths.stderr}")  # fmt: skip
+            report(JobResult(job.name, [failed]))

@@ -1,0 +1,131 @@
+"""Run-directory names: written by the sweep, read back by the results parser.
+
+The layouts are those of CoOp's and CoCoOp's launch scripts, so that their old output folders
+parse too (their ``<setting>`` part may be empty):
+
+    few-shot      <out>/<dataset>/<trainer>/<cfg>_<shots>shots/<setting>/seed<seed>
+    base-to-new   <out>/base2new/{train_base,test_new}/<dataset>/shots_<shots>/<trainer>/<cfg>/
+                  <setting>/seed<seed>
+    cross         <out>/evaluation/<trainer>/<cfg>_<shots>shots/<setting>/<target>/seed<seed>
+                  (the model is the few-shot run on the source dataset; targets that are
+                  ImageNet's variants are read as domain generalisation, ``dg``)
+
+``<setting>`` names the trainer's prompt sizes (see ``setting``).
+"""
+
+import os
+import re
+from dataclasses import dataclass
+
+FEWSHOT, BASE2NEW, CROSS, DG, OTHER = "fewshot", "base2new", "cross", "dg", "other"
+DG_TARGETS = {"imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"}
+B2N_STAGES = {"train_base": "base", "test_new": "new"}  # folder -> which classes it tests
+CROSS_FOLDER = "evaluation"
+
+_SHOTS = re.compile(r"^(?P<cfg>.+)_(?P<shots>-?\d+)shots$")
+_B2N_SHOTS = re.compile(r"^shots_(?P<shots>-?\d+)$")
+_SEED = re.compile(r"^seed(?P<seed>-?\d+)$")
+
+
+def shown(path):
+    """``path`` relative to the current directory when it is below it, else absolute."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def setting(cfg):
+    """The ``<setting>`` folder of a run: CoOp's ``nctx<N>_csc<CSC>_ctp<POSITION>`` for the
+    text prompt, ``_vctx<N>`` added for VLP and DPT's visual prompt, ``vctx<N>`` for VPT,
+    ``nctx<N>_ctxinit<bool>`` for CoCoOp, ``zeroshot`` for zero-shot CLIP."""
+    trainer = cfg.TRAINER.NAME
+    if trainer == "ZeroshotCLIP":
+        return "zeroshot"
+    if trainer == "VPT":
+        return f"vctx{cfg.TRAINER.VPT.N_CTX}"
+    if trainer == "CoCoOp":
+        c = cfg.TRAINER.COCOOP
+        return f"nctx{c.N_CTX}_ctxinit{bool(c.CTX_INIT)}"
+    c = cfg.TRAINER.COOP
+    name = f"nctx{c.N_CTX}_csc{c.CSC}_ctp{c.CLASS_TOKEN_POSITION}"
+    if trainer in ("VLP", "DPT"):
+        name += f"_vctx{cfg.TRAINER.VPT.N_CTX}"
+    return name
+
+
+def fewshot_dir(out, dataset, trainer, cfg_name, shots, setting_name, seed):
+    return os.path.join(
+        out, dataset, trainer, f"{cfg_name}_{shots}shots", setting_name, f"seed{seed}"
+    )
+
+
+def base2new_dir(out, stage, dataset, trainer, cfg_name, shots, setting_name, seed):
+    """``stage`` is ``train_base`` (trained and tested on the base classes) or ``test_new``."""
+    return os.path.join(
+        out, "base2new", stage, dataset, f"shots_{shots}", trainer, cfg_name, setting_name,
+        f"seed{seed}",
+    )  # fmt: skip
+
+
+def cross_dir(out, target, trainer, cfg_name, shots, setting_name, seed):
+    return os.path.join(
+        out, CROSS_FOLDER, trainer, f"{cfg_name}_{shots}shots", setting_name, target, f"seed{seed}"
+    )
+
+
+@dataclass(frozen=True)
+class RunId:
+    """What a run directory's path says about it. ``measure`` is what its test accuracy
+    measures: ``accuracy``, or ``base`` / ``new`` in base-to-new."""
+
+    protocol: str
+    dataset: str
+    trainer: str
+    config: str
+    shots: int | None
+    setting: str
+    seed: int | None
+    measure: str = "accuracy"
+
+    def experiment(self):
+        """Everything but the seed: the runs that are averaged together."""
+        return (self.protocol, self.trainer, self.config, self.setting, self.shots,
+                self.dataset, self.measure)  # fmt: skip
+
+
+def seed_of_dir(path):
+    """The seed of a ``seed<N>`` folder, else ``None``."""
+    match = _SEED.match(os.path.basename(os.path.normpath(path)))
+    return int(match["seed"]) if match else None
+
+
+def parse_run_dir(path):
+    """The ``RunId`` of a run directory named by one of the layouts above, else ``None``."""
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    seed = seed_of_dir(path)
+    body = parts[:-1] if seed is not None else parts
+    for i, part in enumerate(body):
+        if part in B2N_STAGES and i + 4 < len(body) and _B2N_SHOTS.match(body[i + 2]):
+            return RunId(
+                BASE2NEW,
+                dataset=body[i + 1],
+                trainer=body[i + 3],
+                config=body[i + 4],
+                shots=int(_B2N_SHOTS.match(body[i + 2])["shots"]),
+                setting="/".join(body[i + 5 :]),
+                seed=seed,
+                measure=B2N_STAGES[part],
+            )
+    for i in range(len(body) - 1, 1, -1):
+        match = _SHOTS.match(body[i])
+        if not match:
+            continue
+        common = dict(
+            trainer=body[i - 1], config=match["cfg"], shots=int(match["shots"]), seed=seed
+        )
+        if body[i - 2] == CROSS_FOLDER:
+            if i + 1 >= len(body):
+                return None
+            protocol = DG if body[-1] in DG_TARGETS else CROSS
+            return RunId(protocol, dataset=body[-1], setting="/".join(body[i + 1 : -1]), **common)
+        return RunId(FEWSHOT, dataset=body[i - 2], setting="/".join(body[i + 1 :]), **common)
+    return None

@@ -1,0 +1,161 @@
+"""A spec -> jobs of train.py steps, each step with its run directory.
+
+A job is what one worker runs in order: few-shot, one training; base-to-new, the training on
+the base classes, then ``--eval-only`` on the new ones; cross, the training on the source
+dataset, then ``--eval-only`` on every target. Each step is skipped when its directory holds
+``results.json``, so a job that stopped half way continues where it stopped.
+"""
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+
+from scripts import naming
+from scripts.spec import REPO, config_name, dataset_config
+
+TRAIN = os.path.join(REPO, "train.py")
+RESULTS = "results.json"
+EVAL_ONLY_TRAINERS = {"ZeroshotCLIP"}  # nothing to train: every step evaluates
+
+
+@dataclass
+class Step:
+    out_dir: str
+    argv: list  # train.py arguments
+
+    @property
+    def finished(self):
+        return os.path.isfile(os.path.join(self.out_dir, RESULTS))
+
+    def state(self):
+        """finished (results.json), resume (started, not finished) or new."""
+        if self.finished:
+            return "finished"
+        return "resume" if os.path.exists(self.out_dir) else "new"
+
+    def command(self):
+        """The shell command, with paths below the current directory written relative."""
+        here = os.getcwd() + os.sep
+        shown = [a[len(here) :] if a.startswith(here) else a for a in [TRAIN, *self.argv]]
+        return shlex.join([os.path.basename(sys.executable), *shown])
+
+
+@dataclass
+class Job:
+    steps: list
+
+    @property
+    def name(self):
+        return self.steps[0].out_dir
+
+    @property
+    def finished(self):
+        return all(step.finished for step in self.steps)
+
+    def state(self):
+        """finished when every step is; new when none started; else resume."""
+        states = {step.state() for step in self.steps}
+        return states.pop() if len(states) == 1 else "resume"
+
+
+def run_config(argv):
+    """The config train.py builds from ``argv`` (checks trainer and dataset names too)."""
+    import train  # registers trainers, datasets and their config keys
+    from engine.config import setup_cfg
+
+    args = train.build_parser().parse_args(argv)
+    cfg = setup_cfg(args)
+    train.check_args(args, cfg)
+    return cfg
+
+
+class Planner:
+    """Builds the steps of one spec; ``argv`` keeps the order of CoOp's scripts (flags, the
+    spec's overrides, then the run's own)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def argv(self, trainer, dataset, config, seed, out_dir, flags=(), opts=()):
+        spec = self.spec
+        return ["--root", spec.root, "--seed", str(seed), "--trainer", trainer,
+                "--dataset-config-file", dataset_config(dataset), "--config-file", config,
+                "--output-dir", out_dir, *flags, *spec.opts, *opts]  # fmt: skip
+
+    def setting(self, trainer, dataset, config, seed, opts):
+        cfg = run_config(self.argv(trainer, dataset, config, seed, "", opts=opts))
+        name = naming.setting(cfg)
+        return f"{name}_{self.spec.tag}" if self.spec.tag else name
+
+    @staticmethod
+    def train_flags(trainer):
+        return ["--eval-only"] if trainer in EVAL_ONLY_TRAINERS else []
+
+    @staticmethod
+    def eval_flags(trainer, model_dir):
+        if trainer in EVAL_ONLY_TRAINERS:
+            return ["--eval-only"]
+        return ["--eval-only", "--model-dir", model_dir]
+
+    def fewshot_step(self, trainer, dataset, config, shots, seed):
+        opts = ("DATASET.NUM_SHOTS", str(shots))
+        setting = self.setting(trainer, dataset, config, seed, opts)
+        out = naming.fewshot_dir(self.spec.output, dataset, trainer, config_name(config), shots,
+                                 setting, seed)  # fmt: skip
+        argv = self.argv(trainer, dataset, config, seed, out, self.train_flags(trainer), opts)
+        return Step(out, argv), setting
+
+    def fewshot(self, trainer, dataset, config, shots, seed):
+        return Job([self.fewshot_step(trainer, dataset, config, shots, seed)[0]])
+
+    def base2new(self, trainer, dataset, config, shots, seed):
+        def opts(classes):
+            return ("DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", classes)
+
+        setting = self.setting(trainer, dataset, config, seed, opts("base"))
+
+        def out(stage):
+            return naming.base2new_dir(self.spec.output, stage, dataset, trainer,
+                                       config_name(config), shots, setting, seed)  # fmt: skip
+
+        train_dir, test_dir = out("train_base"), out("test_new")
+        flags = self.train_flags(trainer)
+        return Job([
+            Step(train_dir, self.argv(trainer, dataset, config, seed, train_dir, flags,
+                                      opts("base"))),
+            Step(test_dir, self.argv(trainer, dataset, config, seed, test_dir,
+                                     self.eval_flags(trainer, train_dir), opts("new"))),
+        ])  # fmt: skip
+
+    def cross(self, trainer, config, shots, seed):
+        train_step, setting = self.fewshot_step(trainer, self.spec.source, config, shots, seed)
+        steps = [train_step]
+        for target in self.spec.datasets:
+            out = naming.cross_dir(self.spec.output, target, trainer, config_name(config), shots,
+                                   setting, seed)  # fmt: skip
+            flags = self.eval_flags(trainer, train_step.out_dir)
+            steps.append(Step(out, self.argv(trainer, target, config, seed, out, flags)))
+        return Job(steps)
+
+
+def plan(spec):
+    """Every job of the spec, in the order trainer, dataset, shots, config, seed."""
+    import train  # noqa: F401  (registers the trainers)
+    from engine.registry import TRAINER_REGISTRY
+
+    for trainer in spec.trainers:
+        TRAINER_REGISTRY.get(trainer)  # an unknown name fails here, with the closest one
+    planner = Planner(spec)
+    jobs = []
+    for trainer in spec.trainers:
+        for dataset in [None] if spec.protocol == "cross" else spec.datasets:
+            for shots in spec.shots:
+                for config in spec.configs_for(trainer, shots):
+                    for seed in spec.seeds:
+                        if spec.protocol == "cross":
+                            jobs.append(planner.cross(trainer, config, shots, seed))
+                        else:
+                            build = getattr(planner, spec.protocol)
+                            jobs.append(build(trainer, dataset, config, shots, seed))
+    return jobs

@@ -1,0 +1,137 @@
+"""Runs -> result rows: mean ± std over seeds, averages over datasets, base/new/H.
+
+An experiment is a trainer, config, setting and shot count on one dataset; its runs differ
+only in the seed. The std is NumPy's default (population), as in CoOp's parser. Within a
+protocol every experiment is expected on every dataset and seed seen there: what is absent
+is listed as missing, and an average over datasets is only given when no run of it is
+missing or unfinished (never an average over whatever happened to finish).
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scripts.naming import BASE2NEW, CROSS, DG, FEWSHOT, OTHER, RunId
+from scripts.runs import Run
+
+AVERAGE = "Average"
+PROTOCOL_ORDER = {FEWSHOT: 0, BASE2NEW: 1, CROSS: 2, DG: 3, OTHER: 4}
+
+
+def method_of(run_id):
+    """The row an experiment belongs to (all but dataset, measure and seed)."""
+    return (run_id.protocol, run_id.trainer, run_id.config, run_id.setting, run_id.shots)
+
+
+def _sort_key(method):
+    protocol, trainer, config, setting, shots = method
+    return (PROTOCOL_ORDER[protocol], trainer, config, setting, -1 if shots is None else shots)
+
+
+def harmonic_mean(base, new):
+    return 2 * base * new / (base + new) if base + new > 0 else 0.0
+
+
+@dataclass
+class Summary:
+    rows: list[dict]
+    incomplete: list[Run]  # unfinished runs and runs expected but absent
+    runs: list[Run] = field(default_factory=list)
+
+
+def _expected_missing(runs):
+    """Runs absent from a protocol's grid of (method, dataset, measure, seed)."""
+    grids = defaultdict(lambda: (set(), set(), set(), set()))
+    present = set()
+    for run in runs:
+        methods, datasets, measures, seeds = grids[run.id.protocol]
+        methods.add(method_of(run.id))
+        datasets.add(run.id.dataset)
+        measures.add(run.id.measure)
+        seeds.add(run.id.seed)
+        present.add(run.id)
+    missing = []
+    for protocol, (methods, datasets, measures, seeds) in grids.items():
+        if protocol == OTHER:  # no layout: nothing to infer
+            continue
+        for method in methods:
+            _, trainer, config, setting, shots = method
+            for dataset in sorted(datasets):
+                for measure in sorted(measures):
+                    for seed in sorted(seeds, key=lambda s: -1 if s is None else s):
+                        run_id = RunId(protocol, dataset, trainer, config, shots, setting,
+                                       seed, measure)  # fmt: skip
+                        if run_id not in present:
+                            missing.append(Run("", run_id, False, why="missing"))
+    return missing
+
+
+def _stats(values):
+    """mean, std (population) and count of a {seed: value} dict."""
+    array = np.array(list(values.values()), dtype=float)
+    return float(array.mean()), float(array.std()), len(array)
+
+
+def _average_over_datasets(per_dataset):
+    """{seed: mean over datasets} from {dataset: {seed: value}} with the same seeds in all."""
+    seeds = set.intersection(*(set(values) for values in per_dataset.values()))
+    return {s: float(np.mean([values[s] for values in per_dataset.values()])) for s in seeds}
+
+
+def _accuracy_row(values):
+    mean, std, n = _stats(values)
+    return {"accuracy": mean, "accuracy_std": std, "n_seeds": n, "seeds": sorted(values)}
+
+
+def _base2new_row(base, new):
+    seeds = sorted(set(base) & set(new))
+    base = {s: base[s] for s in seeds}
+    new = {s: new[s] for s in seeds}
+    if not seeds:
+        return {"n_seeds": 0, "seeds": []}
+    b_mean, b_std, n = _stats(base)
+    n_mean, n_std, _ = _stats(new)
+    return {"base": b_mean, "base_std": b_std, "new": n_mean, "new_std": n_std,
+            "H": harmonic_mean(b_mean, n_mean), "n_seeds": n, "seeds": seeds}  # fmt: skip
+
+
+def summarize(runs):
+    """Rows (one per experiment, plus an ``Average`` per method) and the incomplete runs."""
+    incomplete = [run for run in runs if not run.finished] + _expected_missing(runs)
+    incomplete_methods = {method_of(run.id) for run in incomplete}
+    values = defaultdict(lambda: defaultdict(dict))  # method -> (dataset, measure) -> seeds
+    datasets = defaultdict(set)
+    for run in runs:
+        datasets[run.id.protocol].add(run.id.dataset)
+        if run.finished:
+            seed = run.id.seed
+            values[method_of(run.id)][(run.id.dataset, run.id.measure)][seed] = run.accuracy
+    rows = []
+    for method in sorted(values, key=_sort_key):
+        protocol = method[0]
+        by_dataset = defaultdict(dict)  # dataset -> measure -> {seed: value}
+        for (dataset, measure), seeds in values[method].items():
+            by_dataset[dataset][measure] = seeds
+        names = sorted(datasets[protocol])
+        if len(names) > 1 and protocol != OTHER:
+            complete = method not in incomplete_methods and set(by_dataset) == set(names)
+            by_dataset[AVERAGE] = {
+                measure: _average_over_datasets({d: by_dataset[d][measure] for d in names})
+                for measure in by_dataset[names[0]]
+            } if complete else {}  # fmt: skip
+            names.append(AVERAGE)
+        for dataset in names:
+            if dataset not in by_dataset:
+                continue
+            measures = by_dataset[dataset]
+            row = dict(zip(("protocol", "trainer", "config", "setting", "shots"), method))
+            row["dataset"] = dataset
+            if protocol == BASE2NEW:
+                row.update(_base2new_row(measures.get("base", {}), measures.get("new", {})))
+            elif measures:
+                row.update(_accuracy_row(measures["accuracy"]))
+            else:
+                row.update(n_seeds=0, seeds=[])  # an average left out: runs are missing
+            rows.append(row)
+    return Summary(rows, incomplete, runs)

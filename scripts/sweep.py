@@ -1,0 +1,178 @@
+"""Run a sweep: one protocol over trainers x datasets x shots x configs x seeds.
+
+    python -m scripts.sweep --spec sweep.yaml [--dry-run] [--gpus 0 1 | --jobs N]
+    python -m scripts.sweep --root DATA --trainers CoOp DPT --datasets caltech101 \\
+        --configs vit_b16 --shots 1 2 4 8 16 --seeds 1 2 3 [--opts KEY VALUE ...]
+
+Runs that finished (``results.json``) are skipped; unfinished ones run again and resume from
+their last checkpoint, so an interrupted sweep is finished by running the same command
+again. A failed run is reported with its log and does not stop the others. At the end: a
+summary and the results table of the sweep's runs. See ``scripts/spec.py`` for the spec and
+``scripts/naming.py`` for the run directories.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+import yaml
+
+from scripts import launch
+from scripts.naming import shown
+from scripts.parse_results import format_report
+from scripts.plan import plan
+from scripts.results import summarize
+from scripts.runs import read_run
+from scripts.spec import PROTOCOLS, load_spec
+
+LAUNCHERS = ("local", "slurm", "submitit-local")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    what = parser.add_argument_group("what to run (override the spec's fields)")
+    what.add_argument("--spec", help="YAML file with the fields below")
+    what.add_argument("--protocol", choices=PROTOCOLS)
+    what.add_argument("--root", help="folder holding the datasets (train.py --root)")
+    what.add_argument("--output", help="folder below which the run directories go")
+    what.add_argument("--trainers", nargs="+")
+    what.add_argument("--datasets", nargs="+", help="dataset config names or paths")
+    what.add_argument("--source", help="cross protocol: the dataset trained on")
+    what.add_argument("--shots", nargs="+", type=int)
+    what.add_argument("--seeds", nargs="+", type=int)
+    what.add_argument("--configs", nargs="+", help="trainer config names or paths")
+    what.add_argument("--tag", help="appended to the setting folder of every run")
+    what.add_argument("--opts", nargs="+", help="KEY VALUE config overrides for every run")
+    how = parser.add_argument_group("how to run")
+    how.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    how.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                     help="local: here; slurm: an array job through submitit; submitit-local: "
+                     "submitit's local executor (tries the SLURM path on one machine)")  # fmt: skip
+    how.add_argument("--gpus", nargs="+", type=int,
+                     help="local: GPUs to use, one run on each at a time (default: all); "
+                     "list one twice for two runs on it")  # fmt: skip
+    how.add_argument("--jobs", type=int, default=1,
+                     help="local without GPUs: runs at once, sharing the CPU cores")  # fmt: skip
+    how.add_argument("--submitit", nargs="+", default=[], metavar="KEY=VALUE",
+                     help="submitit parameters, e.g. slurm_partition=gpu timeout_min=600 "
+                     "slurm_array_parallelism=32")  # fmt: skip
+    return parser
+
+
+def print_plan(jobs):
+    for job in jobs:
+        for step in job.steps:
+            print(f"{step.state():<9} {shown(step.out_dir)}\n    {step.command()}")
+
+
+def submitit_params(pairs, cluster):
+    import torch
+
+    gpus = 1 if cluster == "slurm" or torch.cuda.is_available() else 0
+    params = {"timeout_min": 24 * 60, "gpus_per_node": gpus, "tasks_per_node": 1, "nodes": 1,
+              "name": "sweep"}  # fmt: skip
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--submitit takes KEY=VALUE, got '{pair}'")
+        params[key] = yaml.safe_load(value)
+    return params
+
+
+def launch_jobs(args, spec, jobs, report):
+    if args.launcher == "local":
+        gpus = args.gpus
+        if gpus is None:
+            import torch
+
+            gpus = list(range(torch.cuda.device_count()))
+        launch.run_local(jobs, launch.local_slots(gpus, args.jobs), report)
+        return
+    cluster = "slurm" if args.launcher == "slurm" else "local"
+    folder = os.path.join(spec.output, ".submitit", time.strftime("%Y%m%d-%H%M%S"))
+    launch.run_submitit(jobs, folder, cluster, submitit_params(args.submitit, cluster), report)
+
+
+class Progress:
+    """Prints a line per job as it ends and keeps the results for the summary."""
+
+    def __init__(self, total):
+        self.total = total
+        self.results = []
+
+    def __call__(self, result):
+        self.results.append(result)
+        seconds = sum(step.seconds for step in result.steps)
+        print(f"[{len(self.results)}/{self.total}] {result.status:<11} {seconds:7.1f}s  "
+              f"{shown(result.name)}", flush=True)  # fmt: skip
+        for step in result.steps:
+            if step.status == "failed":
+                print(f"      {step.error}\n      see {shown(step.stderr_path)} "
+                      f"and {shown(os.path.join(step.out_dir, 'log.txt'))}")  # fmt: skip
+
+    def summary(self, skipped):
+        counts = {}
+        for result in self.results:
+            counts[result.status] = counts.get(result.status, 0) + 1
+        parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+        lines = [f"Sweep: {len(self.results) + skipped} runs: {skipped} finished before"
+                 + "".join(f", {part}" for part in parts)]  # fmt: skip
+        for result in self.results:
+            for step in result.steps:
+                if step.status in ("failed", "busy"):
+                    why = step.error or "another sweep holds its lock"
+                    lines.append(f"  {step.status}: {shown(step.out_dir)}: {why}")
+        return "\n".join(lines)
+
+    @property
+    def ok(self):
+        return all(result.status in ("done", "skipped") for result in self.results)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    spec = load_spec(
+        args.spec,
+        **{key: getattr(args, key) for key in ("protocol", "root", "output", "trainers",
+                                               "datasets", "source", "shots", "seeds",
+                                               "configs", "tag", "opts")},
+    )  # fmt: skip
+    jobs = plan(spec)
+    todo = [job for job in jobs if not job.finished]
+    states = [job.state() for job in jobs]
+    print(f"Sweep ({spec.protocol}): {len(jobs)} runs: {states.count('finished')} finished, "
+          f"{states.count('resume')} to resume, {states.count('new')} new", flush=True)  # fmt: skip
+    if args.dry_run:
+        print_plan(jobs)
+        return 0
+    progress = Progress(len(todo))
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if todo:
+            launch_jobs(args, spec, todo, progress)
+    except KeyboardInterrupt:
+        done = len(progress.results)
+        print(f"\nInterrupted after {done} of {len(todo)} runs. Run the same command again to "
+              "finish the others (unfinished runs resume).", flush=True)  # fmt: skip
+        return 130
+    print("\n" + progress.summary(len(jobs) - len(todo)) + "\n")
+    runs = [read_run(step.out_dir) for job in jobs for step in job.steps]
+    print(format_report(summarize(runs)))
+    return 0 if progress.ok else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)

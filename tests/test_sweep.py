@@ -1,0 +1,187 @@
+"""The sweep: plans and run directories; end to end with an interruption, reruns and a failure;
+the SLURM path through submitit's local executor."""
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from scripts import naming, parse_results, sweep
+from scripts.plan import plan
+from scripts.spec import load_spec
+from tests.run_fixtures import REPO, make_workspace
+
+CLASSES = {name: 6 for name in ["ant", "bee", "cat", "dog"]}
+SETTING = "nctx4_cscFalse_ctpend"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return make_workspace(tmp_path_factory.mktemp("sweep"), CLASSES)
+
+
+def tiny_spec(ws, out, **fields):
+    """Spec fields for runs of a few seconds on the tiny CLIP and image folder."""
+    opts = ["MODEL.BACKBONE.NAME", ws["clip"], "INPUT.SIZE", "(32, 32)",
+            "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "4",
+            "OPTIM.MAX_EPOCH", "1", "TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.PREC", "fp32",
+            "TRAINER.VPT.N_CTX", "3", "TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "2",
+            "TRAINER.SELECTED_COVPT.CPN", "3", "PRETRAIN.C", "1"]  # fmt: skip
+    return {"root": ws["data"], "output": str(out), "datasets": ["imagefolder"],
+            "configs": ["vit_b32"], "seeds": [1], "shots": [2], "opts": opts, **fields}  # fmt: skip
+
+
+def write_spec(path, fields):
+    path.write_text(yaml.safe_dump(fields))
+    return str(path)
+
+
+def sweep_cmd(*args):
+    return [sys.executable, "-m", "scripts.sweep", *args]
+
+
+def results_files(out):
+    return sorted(glob.glob(os.path.join(out, "**", "results.json"), recursive=True))
+
+
+def test_fewshot_plan_names_runs_as_coop_and_keeps_its_argument_order(workspace, tmp_path):
+    configs = {"CoOp": {1: "vit_b32_ep50", 2: "vit_b32"}, "ZeroshotCLIP": ["vit_b32"]}
+    spec = load_spec(**tiny_spec(workspace, tmp_path, trainers=["CoOp", "ZeroshotCLIP"],
+                                 shots=[1, 2], seeds=[1, 2], configs=configs))  # fmt: skip
+    jobs = plan(spec)
+    dirs = [os.path.relpath(job.steps[0].out_dir, tmp_path) for job in jobs]
+    assert dirs[:2] == [f"imagefolder/CoOp/vit_b32_ep50_1shots/{SETTING}/seed1",
+                        f"imagefolder/CoOp/vit_b32_ep50_1shots/{SETTING}/seed2"]  # fmt: skip
+    assert dirs[2] == f"imagefolder/CoOp/vit_b32_2shots/{SETTING}/seed1"
+    assert dirs[4] == "imagefolder/ZeroshotCLIP/vit_b32_1shots/zeroshot/seed1"
+    argv = jobs[0].steps[0].argv
+    assert argv[:6] == ["--root", workspace["data"], "--seed", "1", "--trainer", "CoOp"]
+    assert argv[-2:] == ["DATASET.NUM_SHOTS", "1"]
+    assert argv[argv.index("--config-file") + 1].endswith("configs/trainers/CoOp/vit_b32_ep50.yaml")
+    assert "--eval-only" in jobs[4].steps[0].argv and "--eval-only" not in argv
+    assert {job.state() for job in jobs} == {"new"}
+
+
+def test_base2new_and_cross_plans_evaluate_the_trained_run(workspace, tmp_path):
+    spec = load_spec(**tiny_spec(workspace, tmp_path, protocol="base2new", trainers=["DPT"]))
+    (job,) = plan(spec)
+    train_dir, test_dir = (step.out_dir for step in job.steps)
+    setting = f"{SETTING}_vctx3"
+    assert os.path.relpath(test_dir, tmp_path) == (
+        f"base2new/test_new/imagefolder/shots_2/DPT/vit_b32/{setting}/seed1")  # fmt: skip
+    assert naming.parse_run_dir(train_dir).measure == "base"
+    train_argv, test_argv = (step.argv for step in job.steps)
+    assert train_argv[-2:] == ["DATASET.SUBSAMPLE_CLASSES", "base"]
+    assert test_argv[-2:] == ["DATASET.SUBSAMPLE_CLASSES", "new"]
+    assert test_argv[test_argv.index("--eval-only") + 1 :][:2] == ["--model-dir", train_dir]
+
+    names = ["imagefolder", "caltech101"]
+    spec = load_spec(**tiny_spec(workspace, tmp_path, protocol="cross", trainers=["CoOp"],
+                                 source="imagefolder", datasets=names))  # fmt: skip
+    (job,) = plan(spec)
+    source, *targets = job.steps
+    assert os.path.relpath(source.out_dir, tmp_path).startswith("imagefolder/CoOp/vit_b32_2shots")
+    assert [os.path.relpath(t.out_dir, tmp_path) for t in targets] == [
+        f"evaluation/CoOp/vit_b32_2shots/{SETTING}/{name}/seed1" for name in names
+    ]
+    for target in targets:
+        flags = target.argv[target.argv.index("--eval-only") :][:3]
+        assert flags == ["--eval-only", "--model-dir", source.out_dir]
+        assert "DATASET.NUM_SHOTS" not in target.argv
+
+
+def test_spec_errors_name_the_problem(workspace, tmp_path):
+    base = tiny_spec(workspace, tmp_path, trainers=["CoOp"])
+    with pytest.raises(ValueError, match="needs 'root'"):
+        load_spec(**{**base, "root": ""})
+    with pytest.raises(ValueError, match="none for 16 shots"):
+        load_spec(**{**base, "shots": [2, 16], "configs": {"CoOp": {2: "vit_b32"}}})
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        load_spec(**{**base, "protocol": "zeroshot"})
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['shot'\]"):
+        load_spec(write_spec(tmp_path / "bad.yaml", {**base, "shot": [1]}))
+    with pytest.raises(KeyError, match="CoOq"):
+        plan(load_spec(**{**base, "trainers": ["CoOq"]}))
+
+
+def test_dry_run_prints_the_commands(workspace, tmp_path, capsys):
+    spec = write_spec(tmp_path / "spec.yaml", tiny_spec(workspace, tmp_path, trainers=["CoOp"]))
+    assert sweep.main(["--spec", spec, "--seeds", "1", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "Sweep (fewshot): 2 runs: 0 finished, 0 to resume, 2 new" in out
+    assert out.count(" train.py --root ") == 2 and not os.path.exists(tmp_path / "imagefolder")
+
+
+def test_sweep_end_to_end_interrupted_rerun_crashed_and_failed(workspace, tmp_path):
+    out = tmp_path / "output"
+    fields = tiny_spec(workspace, out, trainers=["CoOp", "DPT"], shots=[1, 2], seeds=[1, 2])
+    spec = write_spec(tmp_path / "spec.yaml", fields)
+
+    # 1. Interrupted (SIGTERM) once the first run has finished.
+    process = subprocess.Popen(sweep_cmd("--spec", spec), cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.time() + 180
+    while not results_files(out) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    log = process.communicate(timeout=120)[0]
+    assert process.returncode == 130 and "Run the same command again" in log, log
+    first = {path: os.path.getmtime(path) for path in results_files(out)}
+    assert 1 <= len(first) < 8
+
+    # 2. The same command finishes only the others.
+    result = subprocess.run(sweep_cmd("--spec", spec, "--jobs", "2"), cwd=REPO,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"8 runs: {len(first)} finished" in result.stdout
+    assert f"{len(first)} finished before, {8 - len(first)} done" in result.stdout
+    assert len(results_files(out)) == 8
+    assert all(os.path.getmtime(path) == mtime for path, mtime in first.items())
+    assert "Few-shot accuracy" in result.stdout and "| DPT " in result.stdout
+
+    # 3. A crashed run (its results gone after the last checkpoint) is re-run, not skipped;
+    #    a run that fails is reported with its logs and the other runs go on.
+    crashed = naming.fewshot_dir(
+        str(out), "imagefolder", "DPT", "vit_b32", 2, SETTING + "_vctx3", 2
+    )
+    broken = naming.fewshot_dir(str(out), "imagefolder", "CoOp", "vit_b32", 1, SETTING, 1)
+    for run in (crashed, broken):
+        os.remove(os.path.join(run, "results.json"))
+    with open(os.path.join(broken, "prompt_learner", "model.pth.tar-1"), "wb") as f:
+        f.write(b"not a checkpoint")
+    result = subprocess.run(sweep_cmd("--spec", spec, "--jobs", "2"), cwd=REPO,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 1
+    assert "Sweep: 8 runs: 6 finished before, 1 done, 1 failed" in result.stdout
+    assert os.path.isfile(os.path.join(crashed, "results.json"))
+    with open(os.path.join(crashed, "log.txt")) as f:
+        assert "Resumed from" in f.read()
+    assert f"see {naming.shown(os.path.join(broken, 'stderr.txt'))}" in result.stdout
+    assert f"failed: {naming.shown(broken)}: " in result.stdout
+    assert "unfinished: no results.json" in result.stdout  # listed under the table
+
+    # 4. The table and the plot.
+    summary = parse_results.main([str(out), "--out", str(tmp_path / "tables")])
+    counts = {(r["trainer"], r["shots"]): r["n_seeds"] for r in summary.rows}
+    assert counts == {("CoOp", 1): 1, ("CoOp", 2): 2, ("DPT", 1): 2, ("DPT", 2): 2}
+    assert [run.path for run in summary.incomplete] == [broken]
+    assert os.path.getsize(tmp_path / "tables" / "accuracy_vs_shots.png") > 1000
+
+
+def test_submitit_local_executor_runs_base_to_new(workspace, tmp_path):
+    out = tmp_path / "output"
+    fields = tiny_spec(workspace, out, protocol="base2new", trainers=["CoOp"])
+    spec = write_spec(tmp_path / "spec.yaml", fields)
+    result = subprocess.run(sweep_cmd("--spec", spec, "--launcher", "submitit-local",
+                                      "--submitit", "timeout_min=20"),
+                            cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Submitted 1 tasks" in result.stdout
+    assert len(results_files(out / "base2new")) == 2  # train_base and test_new
+    assert os.path.isdir(out / ".submitit")
+    assert "Base-to-new accuracy" in result.stdout
