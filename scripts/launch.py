@@ -1,9 +1,11 @@
 """Run jobs: here (one run per GPU, or N at once on the CPU) or on SLURM through submitit.
 
-Every step is a ``python train.py ...`` process; its stdout is in the run's ``log.txt`` (train.py
-writes it), its stderr (warnings, tracebacks) in ``stderr.txt`` beside it. A step holds a lock
-on ``<run dir>/.sweep.lock`` while it runs, passed on to the train.py process, so that a second
-sweep over the same folders skips the run instead of training it twice.
+Every step is a ``python train.py ...`` process started in the current directory, so that
+relative paths in overrides mean what they mean to train.py run from here. Its stdout is in
+the run's ``log.txt`` (train.py writes it), its stderr (warnings, tracebacks) in
+``stderr.txt`` beside it. A step holds a lock on ``<run dir>/.sweep.lock`` while it runs,
+passed on to the train.py process, so that a second sweep over the same folders skips the
+run instead of training it twice.
 """
 
 import fcntl
@@ -76,7 +78,7 @@ def _start(step, env, lock):
         if _stopping.is_set():
             return None
         process = subprocess.Popen(
-            [sys.executable, TRAIN, *step.argv], cwd=REPO, env=env,
+            [sys.executable, TRAIN, *step.argv], env=env,
             stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(lock.fileno(),),
         )  # fmt: skip
         _running.add(process)

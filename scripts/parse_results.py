@@ -92,11 +92,13 @@ def format_report(summary):
             f"Missing or unfinished runs ({len(summary.incomplete)}), left out of the numbers:"
         ]
         for run in summary.incomplete:
+            if run.path:  # the folder names the run
+                lines.append(f"  {shown(run.path)}: {run.why}")
+                continue
             i = run.id
             what = f"{i.trainer} {i.config} {i.setting} {i.shots} shots, {i.dataset}"
             what += f" ({i.measure})" if i.measure != "accuracy" else ""
-            where = f"{shown(run.path)}: " if run.path else ""
-            lines.append(f"  {where}{what}, seed {i.seed}: {run.why}")
+            lines.append(f"  {what}, seed {i.seed}: {run.why}")
         parts.append("\n".join(lines) + "\n")
     if not summary.runs:
         parts.append("No runs found.\n")

@@ -11,11 +11,11 @@ import shlex
 import sys
 from dataclasses import dataclass
 
+from engine.rundir import is_finished
 from scripts import naming
 from scripts.spec import REPO, config_name, dataset_config
 
 TRAIN = os.path.join(REPO, "train.py")
-RESULTS = "results.json"
 EVAL_ONLY_TRAINERS = {"ZeroshotCLIP"}  # nothing to train: every step evaluates
 
 
@@ -26,7 +26,7 @@ class Step:
 
     @property
     def finished(self):
-        return os.path.isfile(os.path.join(self.out_dir, RESULTS))
+        return is_finished(self.out_dir)
 
     def state(self):
         """finished (results.json), resume (started, not finished) or new."""

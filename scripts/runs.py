@@ -11,9 +11,10 @@ import os
 import re
 from dataclasses import dataclass
 
+from engine.trainer import RESULTS_FILE as RESULTS
 from scripts.naming import OTHER, RunId, parse_run_dir, seed_of_dir
 
-RESULTS, LOG = "results.json", "log.txt"
+LOG = "log.txt"
 OUR_LOG_MARK = "** Run started"  # first line train.py writes into every log.txt
 # "Evaluate on the *test* set" (ours, recent Dassl; ours may name a baseline before "on"),
 # "Do evaluation on test set" (the Dassl of CoOp's time).
@@ -89,10 +90,10 @@ def read_run(path):
     if not lines:
         return Run(path, run_id, False, why=f"no {RESULTS} and no {LOG}")
     if any(line.startswith(OUR_LOG_MARK) for line in lines):
-        return Run(path, run_id, False, why=f"unfinished: no {RESULTS}; see {log_path}")
+        return Run(path, run_id, False, why=f"unfinished: no {RESULTS} (see its {LOG})")
     accuracy = final_test_accuracy(lines)
     if accuracy is None:
-        return Run(path, run_id, False, why=f"unfinished: no test accuracy in {log_path}")
+        return Run(path, run_id, False, why=f"unfinished: no test accuracy in its {LOG}")
     return Run(path, run_id, True, accuracy)
 
 

@@ -94,7 +94,8 @@ def config_name(path):
 
 
 def load_spec(path=None, **given):
-    """A ``Spec`` from a YAML file, with the ``given`` fields (not None) on top."""
+    """A ``Spec`` from a YAML file, with the ``given`` fields (not None) on top; given
+    ``opts`` come after the file's (the later value of a key wins)."""
     values = {}
     if path:
         with open(path) as f:
@@ -103,7 +104,9 @@ def load_spec(path=None, **given):
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"{path}: unknown field(s) {unknown}; fields are {sorted(known)}")
-    values.update({key: value for key, value in given.items() if value is not None})
+    given = {key: value for key, value in given.items() if value is not None}
+    given["opts"] = list(values.get("opts") or []) + list(given.get("opts") or [])
+    values.update(given)
     spec = Spec(**values)
     spec.opts = [str(item) for item in spec.opts]
     spec.root = os.path.abspath(spec.root) if spec.root else ""

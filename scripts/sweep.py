@@ -46,7 +46,7 @@ def build_parser():
     what.add_argument("--seeds", nargs="+", type=int)
     what.add_argument("--configs", nargs="+", help="trainer config names or paths")
     what.add_argument("--tag", help="appended to the setting folder of every run")
-    what.add_argument("--opts", nargs="+", help="KEY VALUE config overrides for every run")
+    what.add_argument("--opts", nargs="+", help="KEY VALUE overrides (after the spec's)")
     how = parser.add_argument_group("how to run")
     how.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     how.add_argument("--launcher", choices=LAUNCHERS, default="local",

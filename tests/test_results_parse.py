@@ -143,7 +143,7 @@ def test_partial_sweep_lists_missing_and_unfinished_and_never_averages_them(tmp_
     assert average.get("accuracy") is None and average["n_seeds"] == 0
     report = parse_results.format_report(summary)
     assert "Missing or unfinished runs (7)" in report
-    assert f"{shown(crashed)}: DPT vit_b16" in report
+    assert f"{shown(crashed)}: unfinished: no test accuracy" in report
 
 
 def test_base_to_new_pairs_train_base_with_test_new(tmp_path):
