@@ -33,9 +33,8 @@ class StepResult:
     out_dir: str
     # done | skipped (finished before) | failed | busy (another sweep runs it) | interrupted
     status: str
-    returncode: int | None = None
     seconds: float = 0.0
-    error: str = ""  # the error line of stderr.txt when the step failed
+    error: str = ""  # a failed step's exit code and the error line of its stderr.txt
 
     @property
     def stderr_path(self):
@@ -106,9 +105,9 @@ def run_step(step, env=None):
                 _running.discard(process)
     seconds = time.time() - start
     if returncode == 0 and step.finished:
-        return StepResult(step.out_dir, "done", returncode, seconds)
-    result = StepResult(step.out_dir, "failed", returncode, seconds)
-    result.error = error_line(result.stderr_path) or f"exit code {returncode}"
+        return StepResult(step.out_dir, "done", seconds)
+    result = StepResult(step.out_dir, "failed", seconds)
+    result.error = f"exit code {returncode}: {error_line(result.stderr_path)}"
     return result
 
 
@@ -188,14 +187,19 @@ def run_submitit(jobs, folder, cluster, params, report):
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     executor.update_parameters(**params)
     submitted = executor.map_array(SubmititJob(), jobs)
-    print(f"Submitted {len(submitted)} tasks (job {submitted[0].job_id.split('_')[0]}); "
-          f"submitit logs in {folder}", flush=True)  # fmt: skip
+    array_id = submitted[0].job_id.split("_")[0]
+    print(f"Submitted {len(submitted)} tasks (job {array_id}); submitit logs in {folder}",
+          flush=True)  # fmt: skip
     by_id = {task.job_id: job for task, job in zip(submitted, jobs)}
-    for task in submitit.helpers.as_completed(submitted):
-        try:
-            report(task.result())
-        except Exception as err:  # the task itself failed (killed, out of time, node lost)
-            job = by_id[task.job_id]
-            failed = StepResult(job.name, "failed", error=f"{type(err).__name__}: see "
-                                f"{task.paths.stderr}")  # fmt: skip
-            report(JobResult(job.name, [failed]))
+    try:
+        for task in submitit.helpers.as_completed(submitted):
+            try:
+                report(task.result())
+            except Exception as err:  # the task itself failed (killed, out of time, node lost)
+                job = by_id[task.job_id]
+                why = f"{type(err).__name__}: see {task.paths.stderr}"
+                report(JobResult(job.name, [StepResult(job.name, "failed", error=why)]))
+    except KeyboardInterrupt:
+        print(f"The submitted tasks go on running (scancel {array_id} stops them); a sweep "
+              "started meanwhile leaves their runs alone.", flush=True)  # fmt: skip
+        raise

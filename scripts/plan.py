@@ -89,21 +89,19 @@ class Planner:
         return f"{name}_{self.spec.tag}" if self.spec.tag else name
 
     @staticmethod
-    def train_flags(trainer):
-        return ["--eval-only"] if trainer in EVAL_ONLY_TRAINERS else []
-
-    @staticmethod
-    def eval_flags(trainer, model_dir):
+    def flags(trainer, model_dir=None):
+        """Training, or with ``model_dir`` the evaluation of that run's weights; trainers
+        that learn nothing always just evaluate."""
         if trainer in EVAL_ONLY_TRAINERS:
             return ["--eval-only"]
-        return ["--eval-only", "--model-dir", model_dir]
+        return ["--eval-only", "--model-dir", model_dir] if model_dir else []
 
     def fewshot_step(self, trainer, dataset, config, shots, seed):
         opts = ("DATASET.NUM_SHOTS", str(shots))
         setting = self.setting(trainer, dataset, config, seed, opts)
         out = naming.fewshot_dir(self.spec.output, dataset, trainer, config_name(config), shots,
                                  setting, seed)  # fmt: skip
-        argv = self.argv(trainer, dataset, config, seed, out, self.train_flags(trainer), opts)
+        argv = self.argv(trainer, dataset, config, seed, out, self.flags(trainer), opts)
         return Step(out, argv), setting
 
     def fewshot(self, trainer, dataset, config, shots, seed):
@@ -120,12 +118,11 @@ class Planner:
                                        config_name(config), shots, setting, seed)  # fmt: skip
 
         train_dir, test_dir = out("train_base"), out("test_new")
-        flags = self.train_flags(trainer)
         return Job([
-            Step(train_dir, self.argv(trainer, dataset, config, seed, train_dir, flags,
-                                      opts("base"))),
+            Step(train_dir, self.argv(trainer, dataset, config, seed, train_dir,
+                                      self.flags(trainer), opts("base"))),
             Step(test_dir, self.argv(trainer, dataset, config, seed, test_dir,
-                                     self.eval_flags(trainer, train_dir), opts("new"))),
+                                     self.flags(trainer, train_dir), opts("new"))),
         ])  # fmt: skip
 
     def cross(self, trainer, config, shots, seed):
@@ -134,7 +131,7 @@ class Planner:
         for target in self.spec.datasets:
             out = naming.cross_dir(self.spec.output, target, trainer, config_name(config), shots,
                                    setting, seed)  # fmt: skip
-            flags = self.eval_flags(trainer, train_step.out_dir)
+            flags = self.flags(trainer, train_step.out_dir)
             steps.append(Step(out, self.argv(trainer, target, config, seed, out, flags)))
         return Job(steps)
 

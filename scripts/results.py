@@ -99,14 +99,20 @@ def _base2new_row(base, new):
 def summarize(runs):
     """Rows (one per experiment, plus an ``Average`` per method) and the incomplete runs."""
     incomplete = [run for run in runs if not run.finished] + _expected_missing(runs)
-    incomplete_methods = {method_of(run.id) for run in incomplete}
     values = defaultdict(lambda: defaultdict(dict))  # method -> (dataset, measure) -> seeds
     datasets = defaultdict(set)
+    first = {}  # the run counted for each experiment and seed
     for run in runs:
         datasets[run.id.protocol].add(run.id.dataset)
-        if run.finished:
-            seed = run.id.seed
-            values[method_of(run.id)][(run.id.dataset, run.id.measure)][seed] = run.accuracy
+        if not run.finished:
+            continue
+        if run.id in first:  # e.g. the same layout below two of the folders parsed
+            why = f"duplicate of {first[run.id].path}: left out"
+            incomplete.append(Run(run.path, run.id, False, run.accuracy, why))
+            continue
+        first[run.id] = run
+        values[method_of(run.id)][(run.id.dataset, run.id.measure)][run.id.seed] = run.accuracy
+    incomplete_methods = {method_of(run.id) for run in incomplete}
     rows = []
     for method in sorted(values, key=_sort_key):
         protocol = method[0]

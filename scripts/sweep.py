@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import fields
 
 import yaml
 
@@ -25,7 +26,7 @@ from scripts.parse_results import format_report
 from scripts.plan import plan
 from scripts.results import summarize
 from scripts.runs import read_run
-from scripts.spec import PROTOCOLS, load_spec
+from scripts.spec import PROTOCOLS, Spec, load_spec
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -139,12 +140,7 @@ def _interrupt(signum, frame):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    spec = load_spec(
-        args.spec,
-        **{key: getattr(args, key) for key in ("protocol", "root", "output", "trainers",
-                                               "datasets", "source", "shots", "seeds",
-                                               "configs", "tag", "opts")},
-    )  # fmt: skip
+    spec = load_spec(args.spec, **{f.name: getattr(args, f.name) for f in fields(Spec)})
     jobs = plan(spec)
     todo = [job for job in jobs if not job.finished]
     states = [job.state() for job in jobs]

@@ -188,6 +188,16 @@ def test_cross_dataset_domain_generalisation_and_unknown_layouts(tmp_path):
     assert "Other runs" in report
 
 
+def test_same_run_below_two_folders_is_counted_once_and_listed(tmp_path):
+    for root, accuracy in (("a", 50.0), ("b", 60.0)):
+        write_ours(fewshot_dir(str(tmp_path / root), "dtd", "CoOp", "vit_b16", 1, SETTING, 1),
+                   accuracy)  # fmt: skip
+    summary = summarize(parse_results.collect([str(tmp_path / "a"), str(tmp_path / "b")]))
+    assert row_of(summary, dataset="dtd")["accuracy"] == 50.0
+    (duplicate,) = summary.incomplete
+    assert duplicate.path.startswith(str(tmp_path / "b")) and "duplicate of" in duplicate.why
+
+
 def test_missing_folder_reads_as_missing_run(tmp_path):
     run = read_run(fewshot_dir(str(tmp_path), "dtd", "CoOp", "vit_b16", 1, SETTING, 1))
     assert not run.finished and run.why == "missing" and run.id.dataset == "dtd"
