@@ -12,6 +12,7 @@ method and class count both paths run in the same process, alternating, ``--reps
   peak; CPU: the tensor storages created during the step), from one more, untimed step;
 - evaluation: images/s over ``--eval-batches`` batches, text features included (cached ones
   are dropped before every evaluation, so each pays for them once).
+Speed ratios are the medians of the rounds' ratios (each round's pair runs close in time).
 Plain path: the 77-token text encoder in every step and every test batch,
 ``nn.MultiheadAttention``, the original's precision (fp16 on CUDA, fp32 on the CPU). Fast path:
 this project's defaults (``TRAINER.SPEED``, ``TRAINER.COOP.PREC auto``), changed by ``--prec``,
@@ -200,29 +201,41 @@ class Runner:
 
 
 def alternate(paths, n_rounds, warmup, measure):
-    """``measure(path)`` for each path, alternating the order, medians after ``warmup``."""
+    """``measure(path)`` for each path per round, alternating the order; the values of the
+    rounds after ``warmup``, by path name."""
     results = {path.name: [] for path in paths}
     for round_ in range(warmup + n_rounds):
         for path in paths if round_ % 2 == 0 else paths[::-1]:
             value = measure(path)
             if round_ >= warmup:
                 results[path.name].append(value)
-    return {name: statistics.median(values) for name, values in results.items()}
+    return results
+
+
+def time_row(measure, plain, fast):
+    """Medians of both paths' times and the median of the rounds' speed-ups: each round's
+    pair runs close in time, which keeps the ratio steady when other load comes and goes."""
+    speedups = [p / f for p, f in zip(plain, fast, strict=True)]
+    return (
+        measure,
+        statistics.median(plain),
+        statistics.median(fast),
+        f"{statistics.median(speedups):.2f}x faster",
+    )
 
 
 def bench_one(args, method, clip_model, n_classes, train, paths, device):
-    """Rows (measure, plain, fast) for one method and class count."""
+    """Table rows (measure, plain, fast, ratio) for one method and class count."""
     resolution = clip_model.visual.input_resolution
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 3, resolution, resolution, generator=generator).to(device)
     labels = torch.randint(n_classes, (args.batch,), generator=generator).to(device)
+    eval_batch = args.eval_batch or args.batch
     eval_batches = [
-        torch.randn(
-            args.eval_batch or args.batch, 3, resolution, resolution, generator=generator
-        ).to(device)
+        torch.randn(eval_batch, 3, resolution, resolution, generator=generator).to(device)
         for _ in range(args.eval_batches)
     ]
-    n_eval = sum(len(batch) for batch in eval_batches)
+    n_eval = eval_batch * args.eval_batches
     runners = {path.name: Runner(method, clip_model, n_classes, path, device) for path in paths}
     rows = []
     if train:
@@ -231,32 +244,20 @@ def bench_one(args, method, clip_model, n_classes, train, paths, device):
             return timed(lambda: runners[path.name].train_step(images, labels), device)
 
         times = alternate(paths, args.reps, args.warmup, step)
-        rows.append(("train step (s)", times["plain"], times["fast"], "speed"))
-        memory = {
-            path.name: peak_memory(
-                lambda p=path: runners[p.name].train_step(images, labels), device
-            )
-            / 2**20
+        rows.append(time_row("train step (s)", times["plain"], times["fast"]))
+        memory = [
+            peak_memory(lambda p=path: runners[p.name].train_step(images, labels), device) / 2**20
             for path in paths
-        }
-        rows.append(("train step peak memory (MiB)", memory["plain"], memory["fast"], "memory"))
+        ]
+        rows.append(("train step peak memory (MiB)", *memory, f"{memory[1] / memory[0]:.2f}x"))
 
     def evaluation(path):
-        return n_eval / timed(lambda: runners[path.name].evaluate(eval_batches), device)
+        return timed(lambda: runners[path.name].evaluate(eval_batches), device)
 
-    throughput = alternate(paths, args.reps, args.warmup, evaluation)
-    rows.append(
-        (f"eval, {n_eval} images (images/s)", throughput["plain"], throughput["fast"], "throughput")
-    )
+    times = alternate(paths, args.reps, args.warmup, evaluation)
+    plain, fast, ratio = time_row("", times["plain"], times["fast"])[1:]
+    rows.append((f"eval of {n_eval} images (images/s)", n_eval / plain, n_eval / fast, ratio))
     return rows
-
-
-def ratio_text(plain, fast, kind):
-    if kind == "speed":
-        return f"{plain / fast:.2f}x faster"
-    if kind == "throughput":
-        return f"{fast / plain:.2f}x faster"
-    return f"{fast / plain:.2f}x"
 
 
 def describe(path, n_ctx=16):
@@ -338,19 +339,16 @@ def main(argv=None):
     )
     for path in paths:
         print(f"# {path.name}: {describe(path)}")
-    print("\n| method | classes | measure | plain | fast | fast vs plain |")
+    print("\n| method | classes | measure | plain | fast | fast vs plain (median) |")
     print("| --- | --- | --- | --- | --- | --- |")
     jobs = [(n, True) for n in args.classes] + [(n, False) for n in args.eval_classes]
     for method in args.methods:
         for n_classes, train in jobs:
-            for measure, plain, fast, kind in bench_one(
+            for measure, plain, fast, ratio in bench_one(
                 args, method, clip_model, n_classes, train, paths, device
             ):
-                print(
-                    f"| {method} | {n_classes} | {measure} | {plain:.3g} | {fast:.3g} | "
-                    f"{ratio_text(plain, fast, kind)} |",
-                    flush=True,
-                )
+                row = f"| {method} | {n_classes} | {measure} | {plain:.3g} | {fast:.3g} | {ratio} |"
+                print(row, flush=True)
     return 0
 
 
