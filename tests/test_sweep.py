@@ -11,29 +11,36 @@ import time
 import pytest
 import yaml
 
+from datasets.toy import Toy
+from engine.config import get_cfg_default
 from scripts import naming, parse_results, sweep
 from scripts.plan import plan
 from scripts.spec import load_spec
-from tests.run_fixtures import REPO, make_workspace
+from tests.run_fixtures import REPO
 
-CLASSES = {name: 6 for name in ["ant", "bee", "cat", "dog"]}
 SETTING = "nctx4_cscFalse_ctpend"
+# A small Toy (30 classes, 3 train, 1 val and 2 test images each), generated once here.
+SMALL_TOY = ["DATASET.TOY.TRAIN_PER_CLASS", "3", "DATASET.TOY.VAL_PER_CLASS", "1",
+             "DATASET.TOY.TEST_PER_CLASS", "2"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    return make_workspace(tmp_path_factory.mktemp("sweep"), CLASSES)
+    root = tmp_path_factory.mktemp("sweep")
+    cfg = get_cfg_default()
+    cfg.merge_from_list(["DATASET.ROOT", str(root / "data"), *SMALL_TOY])
+    Toy(cfg)
+    return {"data": str(root / "data")}
 
 
 def tiny_spec(ws, out, **fields):
-    """Spec fields for runs of a few seconds on the tiny CLIP and image folder."""
-    opts = ["MODEL.BACKBONE.NAME", ws["clip"], "INPUT.SIZE", "(32, 32)",
-            "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "4",
+    """Spec fields for runs of a few seconds on the shipped tiny CLIP and a small Toy."""
+    opts = [*SMALL_TOY, "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "TEST.ZEROSHOT_BASELINE", "False",
             "OPTIM.MAX_EPOCH", "1", "TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.PREC", "fp32",
             "TRAINER.VPT.N_CTX", "3", "TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "2",
             "TRAINER.SELECTED_COVPT.CPN", "3", "PRETRAIN.C", "1"]  # fmt: skip
-    return {"root": ws["data"], "output": str(out), "datasets": ["imagefolder"],
-            "configs": ["vit_b32"], "seeds": [1], "shots": [2], "opts": opts, **fields}  # fmt: skip
+    return {"root": ws["data"], "output": str(out), "datasets": ["toy"],
+            "configs": ["tiny"], "seeds": [1], "shots": [2], "opts": opts, **fields}  # fmt: skip
 
 
 def write_spec(path, fields):
@@ -50,19 +57,19 @@ def results_files(out):
 
 
 def test_fewshot_plan_names_runs_as_coop_and_keeps_its_argument_order(workspace, tmp_path):
-    configs = {"CoOp": {1: "vit_b32_ep50", 2: "vit_b32"}, "ZeroshotCLIP": ["vit_b32"]}
+    configs = {"CoOp": {1: "tiny_ep200", 2: "tiny"}, "ZeroshotCLIP": ["tiny"]}
     spec = load_spec(**tiny_spec(workspace, tmp_path, trainers=["CoOp", "ZeroshotCLIP"],
                                  shots=[1, 2], seeds=[1, 2], configs=configs))  # fmt: skip
     jobs = plan(spec)
     dirs = [os.path.relpath(job.steps[0].out_dir, tmp_path) for job in jobs]
-    assert dirs[:2] == [f"imagefolder/CoOp/vit_b32_ep50_1shots/{SETTING}/seed1",
-                        f"imagefolder/CoOp/vit_b32_ep50_1shots/{SETTING}/seed2"]  # fmt: skip
-    assert dirs[2] == f"imagefolder/CoOp/vit_b32_2shots/{SETTING}/seed1"
-    assert dirs[4] == "imagefolder/ZeroshotCLIP/vit_b32_1shots/zeroshot/seed1"
+    assert dirs[:2] == [f"toy/CoOp/tiny_ep200_1shots/{SETTING}/seed1",
+                        f"toy/CoOp/tiny_ep200_1shots/{SETTING}/seed2"]  # fmt: skip
+    assert dirs[2] == f"toy/CoOp/tiny_2shots/{SETTING}/seed1"
+    assert dirs[4] == "toy/ZeroshotCLIP/tiny_1shots/zeroshot/seed1"
     argv = jobs[0].steps[0].argv
     assert argv[:6] == ["--root", workspace["data"], "--seed", "1", "--trainer", "CoOp"]
     assert argv[-2:] == ["DATASET.NUM_SHOTS", "1"]
-    assert argv[argv.index("--config-file") + 1].endswith("configs/trainers/CoOp/vit_b32_ep50.yaml")
+    assert argv[argv.index("--config-file") + 1].endswith("configs/trainers/CoOp/tiny_ep200.yaml")
     assert "--eval-only" in jobs[4].steps[0].argv and "--eval-only" not in argv
     assert {job.state() for job in jobs} == {"new"}
 
@@ -73,21 +80,21 @@ def test_base2new_and_cross_plans_evaluate_the_trained_run(workspace, tmp_path):
     train_dir, test_dir = (step.out_dir for step in job.steps)
     setting = f"{SETTING}_vctx3"
     assert os.path.relpath(test_dir, tmp_path) == (
-        f"base2new/test_new/imagefolder/shots_2/DPT/vit_b32/{setting}/seed1")  # fmt: skip
+        f"base2new/test_new/toy/shots_2/DPT/tiny/{setting}/seed1")  # fmt: skip
     assert naming.parse_run_dir(train_dir).measure == "base"
     train_argv, test_argv = (step.argv for step in job.steps)
     assert train_argv[-2:] == ["DATASET.SUBSAMPLE_CLASSES", "base"]
     assert test_argv[-2:] == ["DATASET.SUBSAMPLE_CLASSES", "new"]
     assert test_argv[test_argv.index("--eval-only") + 1 :][:2] == ["--model-dir", train_dir]
 
-    names = ["imagefolder", "caltech101"]
+    names = ["toy", "caltech101"]
     spec = load_spec(**tiny_spec(workspace, tmp_path, protocol="cross", trainers=["CoOp"],
-                                 source="imagefolder", datasets=names))  # fmt: skip
+                                 source="toy", datasets=names))  # fmt: skip
     (job,) = plan(spec)
     source, *targets = job.steps
-    assert os.path.relpath(source.out_dir, tmp_path).startswith("imagefolder/CoOp/vit_b32_2shots")
+    assert os.path.relpath(source.out_dir, tmp_path).startswith("toy/CoOp/tiny_2shots")
     assert [os.path.relpath(t.out_dir, tmp_path) for t in targets] == [
-        f"evaluation/CoOp/vit_b32_2shots/{SETTING}/{name}/seed1" for name in names
+        f"evaluation/CoOp/tiny_2shots/{SETTING}/{name}/seed1" for name in names
     ]
     for target in targets:
         flags = target.argv[target.argv.index("--eval-only") :][:3]
@@ -100,7 +107,7 @@ def test_spec_errors_name_the_problem(workspace, tmp_path):
     with pytest.raises(ValueError, match="needs 'root'"):
         load_spec(**{**base, "root": ""})
     with pytest.raises(ValueError, match="none for 16 shots"):
-        load_spec(**{**base, "shots": [2, 16], "configs": {"CoOp": {2: "vit_b32"}}})
+        load_spec(**{**base, "shots": [2, 16], "configs": {"CoOp": {2: "tiny"}}})
     with pytest.raises(ValueError, match="protocol must be one of"):
         load_spec(**{**base, "protocol": "zeroshot"})
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['shot'\]"):
@@ -114,7 +121,7 @@ def test_dry_run_prints_the_commands(workspace, tmp_path, capsys):
     assert sweep.main(["--spec", spec, "--seeds", "1", "2", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "Sweep (fewshot): 2 runs: 0 finished, 0 to resume, 2 new" in out
-    assert out.count(" train.py --root ") == 2 and not os.path.exists(tmp_path / "imagefolder")
+    assert out.count(" train.py --root ") == 2 and not os.path.exists(tmp_path / "toy")
 
 
 def test_sweep_end_to_end_interrupted_rerun_crashed_and_failed(workspace, tmp_path):
@@ -146,10 +153,8 @@ def test_sweep_end_to_end_interrupted_rerun_crashed_and_failed(workspace, tmp_pa
 
     # 3. A crashed run (its results gone after the last checkpoint) is re-run, not skipped;
     #    a run that fails is reported with its logs and the other runs go on.
-    crashed = naming.fewshot_dir(
-        str(out), "imagefolder", "DPT", "vit_b32", 2, SETTING + "_vctx3", 2
-    )
-    broken = naming.fewshot_dir(str(out), "imagefolder", "CoOp", "vit_b32", 1, SETTING, 1)
+    crashed = naming.fewshot_dir(str(out), "toy", "DPT", "tiny", 2, SETTING + "_vctx3", 2)
+    broken = naming.fewshot_dir(str(out), "toy", "CoOp", "tiny", 1, SETTING, 1)
     for run in (crashed, broken):
         os.remove(os.path.join(run, "results.json"))
     with open(os.path.join(broken, "prompt_learner", "model.pth.tar-1"), "wb") as f:

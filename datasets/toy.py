@@ -1,0 +1,170 @@
+"""Toy: a generated 30-class benchmark that the shipped tiny CLIP can name, under a domain shift.
+
+Classes are the colour-object pairs of ``toy_render.benchmark_classes()`` ("red circle",
+"blue star", ...). Every image, train and test alike, is drawn under one domain shift
+(``DATASET.TOY.SHIFT``, a ``toy_render.SHIFT_PRESETS`` name: distractors, pixel noise and a
+background pretraining never showed), so zero-shot CLIP is well above chance but far from
+what tuning on the shifted domain reaches.
+
+The first 15 labels (CoCoOp's base half) form a checkerboard of the colour x object grid, so
+base and new classes both use every colour and every object word: base-to-new then asks
+whether a prompt tuned on some compositions carries over to unseen compositions of the same
+words.
+
+On first use the generator writes, under ``DATASET.ROOT/toy``: ``images/<colour>_<object>/
+<split>_<index>.png``, ``split_toy.json`` (CoOp's split format) and ``toy.json`` (the
+generator's settings). Every image has its own random stream seeded by (DATASET.TOY.SEED,
+label, split, index), so the files are the same on every machine. A folder made with other
+settings is an error, never silently reused.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+from tqdm import tqdm
+
+from datasets import toy_render
+from engine.config import extend_cfg
+from engine.data import DatasetBase, Datum, read_split, save_split
+from engine.registry import DATASET_REGISTRY
+
+GENERATOR_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+
+@extend_cfg
+def add_toy_keys(cfg):
+    from yacs.config import CfgNode as CN
+
+    cfg.DATASET.TOY = CN()
+    cfg.DATASET.TOY.SHIFT = "style"  # a toy_render.SHIFT_PRESETS name, or "none"
+    cfg.DATASET.TOY.TRAIN_PER_CLASS = 32
+    cfg.DATASET.TOY.VAL_PER_CLASS = 8
+    cfg.DATASET.TOY.TEST_PER_CLASS = 100
+    cfg.DATASET.TOY.IMAGE_SIZE = 32
+    cfg.DATASET.TOY.SEED = 0
+
+
+def ordered_classes():
+    """(colour, object) pairs by label: the checkerboard half of the grid, then the rest."""
+    colours, objects = toy_render.BENCHMARK_COLOURS, toy_render.BENCHMARK_OBJECTS
+    grid = [(i, j) for i in range(len(colours)) for j in range(len(objects))]
+    base = [(colours[i], objects[j]) for i, j in grid if (i + j) % 2 == 0]
+    new = [(colours[i], objects[j]) for i, j in grid if (i + j) % 2 == 1]
+    return base + new
+
+
+def folder_name(colour, obj):
+    return f"{colour}_{obj}".replace(" ", "-")
+
+
+def generator_settings(cfg):
+    toy = cfg.DATASET.TOY
+    if toy.SHIFT != "none" and toy.SHIFT not in toy_render.SHIFT_PRESETS:
+        raise ValueError(
+            f"DATASET.TOY.SHIFT '{toy.SHIFT}' is not a shift; choose 'none' or one of "
+            f"{', '.join(toy_render.SHIFT_PRESETS)}"
+        )
+    counts = {
+        "train": toy.TRAIN_PER_CLASS,
+        "val": toy.VAL_PER_CLASS,
+        "test": toy.TEST_PER_CLASS,
+    }
+    for split, count in counts.items():
+        if count < 1:
+            raise ValueError(f"DATASET.TOY.{split.upper()}_PER_CLASS must be >= 1; got {count}")
+    if toy.IMAGE_SIZE < 8:
+        raise ValueError(f"DATASET.TOY.IMAGE_SIZE must be >= 8 pixels; got {toy.IMAGE_SIZE}")
+    return {
+        "version": GENERATOR_VERSION,
+        "shift": toy.SHIFT,
+        "per_class": counts,
+        "image_size": toy.IMAGE_SIZE,
+        "seed": toy.SEED,
+    }
+
+
+def render_image(settings, label, split, index):
+    """One image of class ``label``, from its own seeded random stream."""
+    colour, obj = ordered_classes()[label]
+    rng = np.random.default_rng([settings["seed"], label, SPLITS.index(split), index])
+    attrs = toy_render.sample_attrs(rng, objects=(obj,), colours=(colour,), exclude=())
+    shift = toy_render.SHIFT_PRESETS.get(settings["shift"])
+    return toy_render.render(attrs, settings["image_size"], rng, shift)
+
+
+def generate(root, settings):
+    """Write the images, split file and settings of a Toy dataset into the new folder
+    ``root``, through a temporary sibling folder renamed at the end (so an interrupted or
+    concurrent generation never leaves a half-written dataset behind)."""
+    parent = os.path.dirname(root)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".toy-", dir=parent)
+    try:
+        lists = {split: [] for split in SPLITS}
+        classes = ordered_classes()
+        jobs = [
+            (label, split, index)
+            for label in range(len(classes))
+            for split in SPLITS
+            for index in range(settings["per_class"][split])
+        ]
+        for label, split, index in tqdm(jobs, desc=f"Generating Toy in {root}", unit="img"):
+            colour, obj = classes[label]
+            relpath = os.path.join("images", folder_name(colour, obj), f"{split}_{index:04d}.png")
+            os.makedirs(os.path.join(tmp, os.path.dirname(relpath)), exist_ok=True)
+            render_image(settings, label, split, index).save(os.path.join(tmp, relpath))
+            name = toy_render.class_name(colour, obj)
+            lists[split].append(Datum(os.path.join(tmp, relpath), label, 0, name))
+        save_split(*(lists[s] for s in SPLITS), os.path.join(tmp, Toy.split_file), tmp)
+        with open(os.path.join(tmp, Toy.settings_file), "w") as f:
+            json.dump(settings, f, indent=2)
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not os.path.isdir(root):  # not a concurrent generation that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_settings(root, settings):
+    path = os.path.join(root, Toy.settings_file)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"'{root}' exists but has no {Toy.settings_file}, so it was not made by the Toy "
+            "generator; move it away, or point DATASET.ROOT elsewhere"
+        )
+    with open(path) as f:
+        found = json.load(f)
+    if found != settings:
+        raise ValueError(
+            f"'{root}' holds a Toy dataset generated with other settings:\n  on disk: {found}\n"
+            f"  asked:   {settings}\nDelete that folder to regenerate it, or point "
+            "DATASET.ROOT elsewhere for a second variant"
+        )
+
+
+@DATASET_REGISTRY.register()
+class Toy(DatasetBase):
+    """The generated benchmark; see the module docstring."""
+
+    dataset_dir = "toy"
+    split_file = "split_toy.json"
+    settings_file = "toy.json"
+    template = "a photo of a {}."
+
+    def __init__(self, cfg):
+        settings = generator_settings(cfg)
+        self.dataset_dir = self.dataset_path(cfg)
+        if not os.path.exists(self.dataset_dir):
+            generate(self.dataset_dir, settings)
+        check_settings(self.dataset_dir, settings)
+        train, val, test = read_split(
+            os.path.join(self.dataset_dir, self.split_file), self.dataset_dir
+        )
+        train, val, test = self.fewshot_and_subsample(cfg, train, val, test, self.dataset_dir)
+        super().__init__(train_x=train, val=val, test=test)

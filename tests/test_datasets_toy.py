@@ -1,0 +1,158 @@
+"""The generated Toy benchmark: files on disk, determinism, class order, settings checks, and
+the main job (tiny CLIP + Toy + train.py) on a small Toy."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from datasets import toy, toy_render
+from engine.config import get_cfg_default
+from engine.data import DataManager
+from tests.run_fixtures import REPO
+
+SMALL = ["DATASET.TOY.TRAIN_PER_CLASS", "3", "DATASET.TOY.VAL_PER_CLASS", "1",
+         "DATASET.TOY.TEST_PER_CLASS", "2"]  # fmt: skip
+
+
+def toy_cfg(root, *opts):
+    cfg = get_cfg_default()
+    cfg.merge_from_file(os.path.join(REPO, "configs", "datasets", "toy.yaml"))
+    cfg.merge_from_list(["DATASET.ROOT", str(root), "DATASET.NUM_SHOTS", "-1", *SMALL, *opts])
+    return cfg
+
+
+def digest_tree(folder):
+    sha = hashlib.sha256()
+    for dirpath, dirnames, filenames in sorted(os.walk(folder)):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            sha.update(os.path.relpath(path, folder).encode())
+            with open(path, "rb") as f:
+                sha.update(f.read())
+    return sha.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def small_toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    return root, toy.Toy(toy_cfg(root))
+
+
+def test_generates_images_split_and_settings_on_first_use(small_toy):
+    root, dataset = small_toy
+    folder = root / "toy"
+    assert sorted(os.listdir(folder)) == ["images", "split_toy.json", "toy.json"]
+    assert len(os.listdir(folder / "images")) == 30
+    assert len(os.listdir(folder / "images" / "red_circle")) == 3 + 1 + 2
+    split = json.loads((folder / "split_toy.json").read_text())
+    assert split["train"][0] == ["images/red_circle/train_0000.png", 0, "red circle"]
+    assert [len(split[k]) for k in ("train", "val", "test")] == [90, 30, 60]
+    assert (len(dataset.train_x), len(dataset.val), len(dataset.test)) == (90, 30, 60)
+    assert dataset.num_classes == 30 and dataset.template == "a photo of a {}."
+    settings = json.loads((folder / "toy.json").read_text())
+    assert settings["shift"] == "style" and settings["per_class"]["test"] == 2
+
+
+def test_files_are_the_same_for_the_same_settings_and_differ_for_another_seed(small_toy, tmp_path):
+    root, _ = small_toy
+    toy.Toy(toy_cfg(tmp_path / "again"))
+    toy.Toy(toy_cfg(tmp_path / "other", "DATASET.TOY.SEED", "1"))
+    reference = digest_tree(root / "toy")
+    assert digest_tree(tmp_path / "again" / "toy") == reference
+    assert digest_tree(tmp_path / "other" / "toy") != reference
+
+
+def test_base_and_new_halves_each_use_every_colour_and_object(small_toy):
+    root, _ = small_toy
+    classes = toy.ordered_classes()
+    assert sorted(classes) == sorted(toy_render.benchmark_classes())
+    base, new = classes[:15], classes[15:]
+    for half in (base, new):
+        assert {c for c, _ in half} == set(toy_render.BENCHMARK_COLOURS)
+        assert {o for _, o in half} == set(toy_render.BENCHMARK_OBJECTS)
+    assert not set(base) & set(new)
+    subsampled = toy.Toy(toy_cfg(root, "DATASET.SUBSAMPLE_CLASSES", "new"))
+    assert subsampled.classnames == [toy_render.class_name(c, o) for c, o in new]
+    assert {item.label for item in subsampled.test} == set(range(15))
+
+
+def test_few_shot_subsets_are_cached_next_to_the_images(small_toy):
+    root, _ = small_toy
+    cfg = toy_cfg(root, "DATASET.NUM_SHOTS", "2", "SEED", "1")
+    dataset = toy.Toy(cfg)
+    assert len(dataset.train_x) == 60 and len(dataset.val) == 30
+    assert (root / "toy" / "split_fewshot" / "shot_2-seed_1.json").is_file()
+
+
+def test_a_folder_made_with_other_settings_is_refused(small_toy):
+    root, _ = small_toy
+    with pytest.raises(ValueError, match=r"other settings(.|\n)*Delete that folder"):
+        toy.Toy(toy_cfg(root, "DATASET.TOY.SHIFT", "noise"))
+
+
+def test_a_foreign_folder_named_toy_is_refused(tmp_path):
+    (tmp_path / "toy").mkdir()
+    with pytest.raises(FileNotFoundError, match="not made by the Toy generator"):
+        toy.Toy(toy_cfg(tmp_path))
+
+
+def test_unknown_shift_and_empty_split_are_errors_before_generation(tmp_path):
+    with pytest.raises(ValueError, match="'fog' is not a shift.*clutter"):
+        toy.Toy(toy_cfg(tmp_path, "DATASET.TOY.SHIFT", "fog"))
+    with pytest.raises(ValueError, match="TEST_PER_CLASS must be >= 1"):
+        toy.Toy(toy_cfg(tmp_path, "DATASET.TOY.TEST_PER_CLASS", "0"))
+    assert not (tmp_path / "toy").exists()
+
+
+def test_data_manager_reads_toy_at_the_tiny_clip_size(small_toy):
+    root, _ = small_toy
+    cfg = toy_cfg(root, "INPUT.SIZE", "(32, 32)", "INPUT.TRANSFORMS", "['normalize']",
+                  "DATALOADER.NUM_WORKERS", "0")  # fmt: skip
+    batch = next(iter(DataManager(cfg).test_loader))
+    images = batch["img"]
+    assert images.shape[1:] == (3, 32, 32)
+
+
+def test_main_job_on_a_small_toy_prints_zero_shot_and_tuned_accuracy(tmp_path):
+    """README's main-job command, with a smaller Toy and 2 epochs so that it runs in seconds."""
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--trainer",
+            "DPT",
+            "--dataset-config-file",
+            "configs/datasets/toy.yaml",
+            "--config-file",
+            "configs/trainers/DPT/tiny.yaml",
+            "--root",
+            str(tmp_path / "data"),
+            "--output-dir",
+            str(out),
+            "DATASET.TOY.TEST_PER_CLASS",
+            "10",
+            "DATASET.NUM_SHOTS",
+            "2",
+            "OPTIM.MAX_EPOCH",
+            "2",
+            "PRETRAIN.C",
+            "1",
+        ],  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["trainer"] == "DPT" and results["total"] == 300
+    zero_shot = results["zeroshot_accuracy"]
+    # The shipped tiny CLIP names the shifted Toy classes well above chance (1/30) zero-shot.
+    assert zero_shot >= 2 * 100 / 30
+    assert f"Zero-shot CLIP: {zero_shot:.1f}% -> DPT: {results['accuracy']:.1f}%" in result.stdout
