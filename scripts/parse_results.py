@@ -5,7 +5,7 @@
 Reads our run directories (``results.json``) and Dassl-style ones (``log.txt`` with
 ``* accuracy: X%`` lines), so CoOp's and CoCoOp's old output folders parse too. Prints one
 table per protocol (few-shot, base-to-new, cross-dataset, domain generalisation) and the
-missing or unfinished runs. With ``--out``: ``results.csv``, ``results.json`` and the plots
+missing or unfinished runs. With ``--out``: ``summary.csv``, ``summary.json`` and the plots
 (PNG and PDF).
 """
 
@@ -128,7 +128,8 @@ def export(summary, out_dir):
     from scripts.plots import plot_all  # matplotlib only when plots are asked for
 
     os.makedirs(out_dir, exist_ok=True)
-    paths = [os.path.join(out_dir, "results.csv"), os.path.join(out_dir, "results.json")]
+    # not results.json: a run's file; --out may lie below the folders parsed
+    paths = [os.path.join(out_dir, "summary.csv"), os.path.join(out_dir, "summary.json")]
     write_csv(summary.rows, paths[0])
     write_json(summary, paths[1])
     return paths + plot_all(summary.rows, out_dir)
@@ -139,7 +140,7 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("roots", nargs="+", help="folders holding run directories")
-    parser.add_argument("--out", help="write results.csv, results.json and plots here")
+    parser.add_argument("--out", help="write summary.csv, summary.json and plots here")
     args = parser.parse_args(argv)
     summary = summarize(collect(args.roots))
     print(format_report(summary))

@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 from scripts.naming import BASE2NEW, FEWSHOT
 from scripts.results import AVERAGE
 
+LEGEND_ENTRY_WIDTH_IN = 1.6  # a marker and a label such as "ZeroshotCLIP" at the default font
+
 
 def line_labels(rows):
     """A legend label per row: the trainer, with the setting when a trainer has several, and
@@ -52,13 +54,14 @@ def _dataset_names(rows):
 
 
 def _legend(fig, axes):
-    """One legend below the panels with every method once."""
+    """One legend below the panels with every method once, in as many columns as fit."""
     entries = {}
     for ax in axes.values():
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
+    fits = max(1, int(fig.get_figwidth() / LEGEND_ENTRY_WIDTH_IN))
     fig.legend(entries.values(), entries.keys(), loc="outside lower center",
-               ncols=min(len(entries), 6))  # fmt: skip
+               ncols=min(len(entries), fits))  # fmt: skip
 
 
 def _save(fig, prefix):

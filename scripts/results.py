@@ -26,7 +26,8 @@ def method_of(run_id):
 
 def _sort_key(method):
     protocol, trainer, config, setting, shots = method
-    return (PROTOCOL_ORDER[protocol], trainer, config, setting, -1 if shots is None else shots)
+    # shots before config: per-shot configs (ep50/ep100/ep200) then list in shot order
+    return (PROTOCOL_ORDER[protocol], trainer, setting, -1 if shots is None else shots, config)
 
 
 def harmonic_mean(base, new):

@@ -84,6 +84,8 @@ def read_run(path):
             lines = f.read().splitlines()
     run_id = parse_run_dir(path) or fallback_id(path, results, lines)
     if results:
+        if not isinstance(results, dict) or "accuracy" not in results:
+            return Run(path, run_id, False, why=f"{RESULTS} holds no accuracy: not a run's")
         return Run(path, run_id, True, results["accuracy"])
     if not os.path.isdir(path):
         return Run(path, run_id, False, why="missing")

@@ -102,19 +102,21 @@ def test_fewshot_table_mean_std_average_exports_and_plots(tmp_path):
     assert "42.00 ± 2.00 (2)" in report and "66.00 ± 1.00 (2)" in report
     assert "Missing" not in report
 
-    exports = parse_results.export(summary, str(tmp_path / "tables"))
+    tables = out / "tables"  # below the parsed folder: parsing it again reads the same runs
+    exports = parse_results.export(summary, str(tables))
     names = sorted(os.path.basename(p) for p in exports)
-    assert names == ["accuracy_vs_shots.pdf", "accuracy_vs_shots.png", "results.csv",
-                     "results.json"]  # fmt: skip
-    with open(tmp_path / "tables" / "accuracy_vs_shots.png", "rb") as f:
+    assert names == ["accuracy_vs_shots.pdf", "accuracy_vs_shots.png", "summary.csv",
+                     "summary.json"]  # fmt: skip
+    assert parse_results.summarize(parse_results.collect([str(out)])).rows == summary.rows
+    with open(tables / "accuracy_vs_shots.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    with open(tmp_path / "tables" / "results.csv") as f:
+    with open(tables / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 12  # 2 trainers x 2 shots x (2 datasets + average)
     first = rows[0]
     assert (first["trainer"], first["shots"], first["dataset"], first["seeds"]) == (
         "CoOp", "1", "dtd", "1 2")  # fmt: skip
-    data = json.loads((tmp_path / "tables" / "results.json").read_text())
+    data = json.loads((tables / "summary.json").read_text())
     assert len(data["rows"]) == 12 and len(data["runs"]) == 16 and data["incomplete"] == []
 
 
@@ -203,3 +205,11 @@ def test_missing_folder_reads_as_missing_run(tmp_path):
     assert not run.finished and run.why == "missing" and run.id.dataset == "dtd"
     with pytest.raises(FileNotFoundError):
         parse_results.collect([str(tmp_path / "nowhere")])
+
+
+def test_rows_of_per_shot_configs_list_in_shot_order(tmp_path):
+    for config, shots in [("vit_b16_ep200", 16), ("vit_b16_ep50", 1), ("vit_b16_ep100", 4)]:
+        write_ours(fewshot_dir(str(tmp_path), "dtd", "DPT", config, shots, SETTING, 1), 50.0)
+    rows = summarize(parse_results.collect([str(tmp_path)])).rows
+    assert [(r["shots"], r["config"]) for r in rows] == [
+        (1, "vit_b16_ep50"), (4, "vit_b16_ep100"), (16, "vit_b16_ep200")]  # fmt: skip
