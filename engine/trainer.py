@@ -317,15 +317,21 @@ class Trainer:
         return epoch
 
     def load_model(self, directory, epoch=None, best=False):
-        """Load every registered module from a run directory (``--model-dir``)."""
+        """Load every registered module from a run directory (``--model-dir``).
+
+        Without ``epoch``: ``model-best.pth.tar`` when the run kept one (Dassl's default, and
+        the weights a best_val run reported), else the latest epoch."""
         for name in self._modules:
             module_dir = os.path.join(directory, name)
+            best_path = os.path.join(module_dir, BEST_NAME)
             if best:
-                path = os.path.join(module_dir, BEST_NAME)
+                path = best_path
             elif epoch is not None:
                 path = os.path.join(module_dir, epoch_name(epoch))
+            elif os.path.isfile(best_path):
+                path = best_path
             else:
-                path = latest_checkpoint(module_dir) or os.path.join(module_dir, BEST_NAME)
+                path = latest_checkpoint(module_dir) or best_path
             if not os.path.isfile(path):
                 raise FileNotFoundError(
                     f"No checkpoint for module '{name}': '{path}' does not exist. "

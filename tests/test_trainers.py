@@ -111,6 +111,13 @@ def test_best_val_keeps_the_best_epoch_and_deploys_it(workspace, tmp_path):
     log = (out / "log.txt").read_text()
     assert "Evaluate on the *val* set" in log and "Deploy the model with the best val" in log
 
+    # --eval-only without --load-epoch takes the best epoch too, as Dassl does.
+    deployed = json.loads((out / "results.json").read_text())
+    again = train.main(argv(workspace, tmp_path / "again", "CoOp", "--eval-only",
+                            "--model-dir", str(out)))  # fmt: skip
+    assert again["accuracy"] == deployed["accuracy"]
+    assert "model-best.pth.tar' (epoch =" in (tmp_path / "again" / "log.txt").read_text()
+
 
 def test_zeroshot_baseline_is_reported_next_to_the_tuned_accuracy(workspace, tmp_path):
     out = tmp_path / "with_baseline"
