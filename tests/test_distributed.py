@@ -31,9 +31,12 @@ def workspace(tmp_path_factory):
     return make_workspace(tmp_path_factory.mktemp("ddp"), CLASSES)
 
 
-def test_two_gloo_processes_give_the_one_process_run(workspace, tmp_path):
-    one = train.main(train_argv(workspace, tmp_path / "one", "DPT", overrides=SETTINGS))
-    argv = train_argv(workspace, tmp_path / "two", "DPT", overrides=SETTINGS)
+# BOTTOMLIMIT 1: CAVPT in every block and a deep visual prompt of zero blocks.
+@pytest.mark.parametrize("bottomlimit", ["2", "1"])
+def test_two_gloo_processes_give_the_one_process_run(workspace, tmp_path, bottomlimit):
+    settings = (*SETTINGS, "TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", bottomlimit)
+    one = train.main(train_argv(workspace, tmp_path / "one", "DPT", overrides=settings))
+    argv = train_argv(workspace, tmp_path / "two", "DPT", overrides=settings)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     result = subprocess.run(
         [*launcher, "--nproc_per_node", "2", "train.py", *argv],

@@ -90,9 +90,15 @@ class ClipTrainer(Trainer):
         self.train_model = self.model  # what training steps run: the DDP wrapper if distributed
         if distributed.is_distributed() and self.learns:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            # buffers derive from CLIP and the class names: the same on every rank
+            # Buffers derive from CLIP and the class names: the same on every rank. A zero-size
+            # parameter (DPT's deep visual prompt at BOTTOMLIMIT 1) never enters the graph,
+            # which DDP reports as an error unless it looks for unused parameters.
+            empty = any(p.requires_grad and p.numel() == 0 for p in self.model.parameters())
             self.train_model = DistributedDataParallel(
-                self.model, device_ids=device_ids, broadcast_buffers=False
+                self.model,
+                device_ids=device_ids,
+                broadcast_buffers=False,
+                find_unused_parameters=empty,
             )
         self.zeroshot_baseline = None
         if cfg.TEST.ZEROSHOT_BASELINE and self.learns:
