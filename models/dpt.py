@@ -48,8 +48,10 @@ class DPTModel(VLPModel):
                 f"got {bottomlimit}"
             )
         n_classes = len(classnames)
-        if cpn < 0:
-            raise ValueError(f"cpn (TRAINER.SELECTED_COVPT.CPN) must be >= 0, got {cpn}")
+        if cpn < 1:
+            raise ValueError(f"cpn (TRAINER.SELECTED_COVPT.CPN) must be >= 1, got {cpn}")
+        if alpha < 0:
+            raise ValueError(f"alpha (TRAINER.ALPHA) must be >= 0, got {alpha}")
         if cpn > n_classes:
             warnings.warn(
                 f"cpn (TRAINER.SELECTED_COVPT.CPN) = {cpn} is more than the {n_classes} "

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -129,3 +130,22 @@ def test_zeroshot_baseline_is_reported_next_to_the_tuned_accuracy(workspace, tmp
     log = (out / "log.txt").read_text()
     assert "Evaluate zero-shot CLIP on the *test* set" in log
     assert f"Zero-shot CLIP: {zeroshot['accuracy']:.1f}% -> DPT: {tuned['accuracy']:.1f}%" in log
+
+
+@pytest.mark.parametrize(
+    "trainer, key, value, message",
+    [
+        ("DPT", "TRAINER.SELECTED_COVPT.CPN", "0", "TRAINER.SELECTED_COVPT.CPN (K, the classes"),
+        ("DPT", "TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "0", "BOTTOMLIMIT (the first CAVPT block)"),
+        ("DPT", "TRAINER.ALPHA", "-0.1", "TRAINER.ALPHA (the CAVPT loss weight) must be >= 0"),
+        ("VLP", "TRAINER.VPT.N_CTX", "0", "TRAINER.VPT.N_CTX (visual prompt tokens per block)"),
+        ("VPT", "TRAINER.VPT.N_CTX", "0", "must be >= 1, got 0"),
+    ],
+)
+def test_out_of_range_prompt_settings_fail_before_clip_or_data_load(
+    workspace, tmp_path, trainer, key, value, message
+):
+    # A backbone file that does not exist: the settings must be rejected before it is looked for.
+    overrides = (key, value, "MODEL.BACKBONE.NAME", str(tmp_path / "missing.pt"))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train.main(argv(workspace, tmp_path / "bad", trainer, overrides=overrides))

@@ -6,6 +6,7 @@ from engine import distributed
 from engine.config import extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.dpt import DPTModel
+from trainers.base import check_at_least
 from trainers.coop import text_prompt_kwargs
 from trainers.vlp import VLP
 
@@ -26,6 +27,14 @@ def dpt_cfg(cfg):
 class DPT(VLP):
     """Three optimisers as in the original: visual prompt and CAVPT at OPTIM.LR, text prompt
     at TRAINER.DPT.TEXT_LR (VLP's ``optim_cfg_for``)."""
+
+    def check_cfg(self, cfg):
+        super().check_cfg(cfg)
+        check_at_least(cfg, "TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", 1, "the first CAVPT block")
+        check_at_least(cfg, "TRAINER.SELECTED_COVPT.CPN", 1, "K, the classes CAVPT attends from")
+        check_at_least(cfg, "TRAINER.ALPHA", 0, "the CAVPT loss weight")
+        check_at_least(cfg, "TRAINER.DPT.CAVPT_N_KV", 1, "CAVPT key/value tokens")
+        check_at_least(cfg, "TRAINER.DPT.CAVPT_ATTN_DIM", 1, "CAVPT attention width")
 
     def create_model(self, clip_model, classnames):
         cfg = self.cfg

@@ -5,7 +5,7 @@ from yacs.config import CfgNode as CN
 from engine.config import extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.vlp import VLPModel
-from trainers.base import ClipTrainer
+from trainers.base import ClipTrainer, check_at_least
 from trainers.coop import text_prompt_kwargs
 
 
@@ -43,6 +43,10 @@ def text_optim_cfg(cfg):
 
 @TRAINER_REGISTRY.register()
 class VLP(ClipTrainer):
+    def check_cfg(self, cfg):
+        super().check_cfg(cfg)
+        check_at_least(cfg, "TRAINER.VPT.N_CTX", 1, "visual prompt tokens per block")
+
     def create_model(self, clip_model, classnames):
         cfg = self.cfg
         return VLPModel(

@@ -5,7 +5,7 @@ from yacs.config import CfgNode as CN
 from engine.config import extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.vpt import VPTModel
-from trainers.base import ClipTrainer
+from trainers.base import ClipTrainer, check_at_least
 
 
 @extend_cfg
@@ -16,6 +16,10 @@ def vpt_cfg(cfg):
 
 @TRAINER_REGISTRY.register()
 class VPT(ClipTrainer):
+    def check_cfg(self, cfg):
+        super().check_cfg(cfg)
+        check_at_least(cfg, "TRAINER.VPT.N_CTX", 1, "visual prompt tokens per block")
+
     def create_model(self, clip_model, classnames):
         return VPTModel(
             clip_model, classnames, self.template(), vpt_n_ctx=self.cfg.TRAINER.VPT.N_CTX
