@@ -2,9 +2,9 @@
 
 Classes are the colour-object pairs of ``toy_render.benchmark_classes()`` ("red circle",
 "blue star", ...). Every image, train and test alike, is drawn under one domain shift
-(``DATASET.TOY.SHIFT``, a ``toy_render.SHIFT_PRESETS`` name: distractors, pixel noise and a
-background pretraining never showed), so zero-shot CLIP is well above chance but far from
-what tuning on the shifted domain reaches.
+(``DATASET.TOY.SHIFT``, a ``toy_render.SHIFT_PRESETS`` name; by default ``style``: colours
+faded and hue-rotated, a look pretraining never showed), so zero-shot CLIP is well above
+chance but far from what tuning on the shifted domain reaches.
 
 The first 15 labels (CoCoOp's base half) form a checkerboard of the colour x object grid, so
 base and new classes both use every colour and every object word: base-to-new then asks
@@ -18,6 +18,7 @@ label, split, index), so the files are the same on every machine. A folder made 
 settings is an error, never silently reused.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ import tempfile
 
 import numpy as np
 from tqdm import tqdm
+from yacs.config import CfgNode as CN
 
 from datasets import toy_render
 from engine.config import extend_cfg
@@ -37,8 +39,6 @@ SPLITS = ("train", "val", "test")
 
 @extend_cfg
 def add_toy_keys(cfg):
-    from yacs.config import CfgNode as CN
-
     cfg.DATASET.TOY = CN()
     cfg.DATASET.TOY.SHIFT = "style"  # a toy_render.SHIFT_PRESETS name, or "none"
     cfg.DATASET.TOY.TRAIN_PER_CLASS = 32
@@ -48,13 +48,14 @@ def add_toy_keys(cfg):
     cfg.DATASET.TOY.SEED = 0
 
 
+@functools.cache
 def ordered_classes():
     """(colour, object) pairs by label: the checkerboard half of the grid, then the rest."""
     colours, objects = toy_render.BENCHMARK_COLOURS, toy_render.BENCHMARK_OBJECTS
     grid = [(i, j) for i in range(len(colours)) for j in range(len(objects))]
     base = [(colours[i], objects[j]) for i, j in grid if (i + j) % 2 == 0]
     new = [(colours[i], objects[j]) for i, j in grid if (i + j) % 2 == 1]
-    return base + new
+    return tuple(base + new)
 
 
 def folder_name(colour, obj):

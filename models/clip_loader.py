@@ -28,6 +28,13 @@ def resolve_checkpoint(name_or_path, cache_dir=CLIP_CACHE_DIR):
     if os.path.isfile(os.path.expanduser(name_or_path)):
         return os.path.expanduser(name_or_path)
     if name_or_path not in clip.clip._MODELS:
+        if name_or_path.endswith((".pt", ".pth", ".tar")):  # a file path, not a model name
+            raise ClipWeightsNotFound(
+                f"MODEL.BACKBONE.NAME '{name_or_path}': no such checkpoint file (looked for "
+                f"{os.path.abspath(os.path.expanduser(name_or_path))}). A relative path is "
+                "taken from the current directory: run from the repository root or give an "
+                "absolute path."
+            )
         raise ClipWeightsNotFound(
             f"MODEL.BACKBONE.NAME '{name_or_path}' is neither a file nor a CLIP model name. "
             f"Use one of {', '.join(available_models())} or a path to a checkpoint "

@@ -96,6 +96,10 @@ def test_missing_weights_offline_names_file_url_and_fix(tmp_path, monkeypatch):
 def test_unknown_backbone_and_corrupt_file(tmp_path):
     with pytest.raises(ClipWeightsNotFound, match="neither a file nor a CLIP model name"):
         resolve_checkpoint("ViT-X/99", cache_dir=str(tmp_path))
+    missing = os.path.join("assets", "nope", "clip.pt")
+    with pytest.raises(ClipWeightsNotFound, match="run from the repository root") as info:
+        resolve_checkpoint(missing, cache_dir=str(tmp_path))
+    assert os.path.abspath(missing) in str(info.value)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="Cannot read CLIP checkpoint"):
