@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,14 +15,12 @@ from models.upstream import UPSTREAM_MODULES, upstream_to_ours
 from tests.data_fixtures import make_image_folder
 from tests.run_fixtures import REPO
 
-GOLDEN = Path(REPO).parent / "shared" / "golden" / "dpt.pt"
-pytestmark = pytest.mark.skipif(not GOLDEN.is_file(), reason=f"{GOLDEN} not found")
 EPOCH = 5
 
 
 @pytest.fixture(scope="module")
-def golden():
-    return torch.load(GOLDEN, map_location="cpu", weights_only=False)
+def golden(golden_dir):
+    return torch.load(golden_dir / "dpt.pt", map_location="cpu", weights_only=False)
 
 
 @pytest.fixture(scope="module")

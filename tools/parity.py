@@ -9,14 +9,8 @@ per quantity with the largest absolute difference and the largest difference rel
 reference's largest magnitude; exit status 0 only when every relative difference is within
 the tolerance. The last line is ``parity: OK max_rel=...`` or ``parity: FAIL ...``.
 
-Lossy golden CLIP: a golden's ``clip_state_dict`` is stored in float16. When the reference
-ran a float32 CLIP that is not exactly representable in float16 (seen in the shared goldens:
-their token embeddings, positional and class embeddings and logit scale were float32 values
-of a seeded random initialisation, only the matrices that CLIP's ``convert_weights`` handles
-were rounded), no implementation can agree closer than about 1e-3. If the comparison on the
-stored weights fails, the tool looks for the seed whose ``clip.model.CLIP`` initialisation
-rounds bit for bit to every stored tensor; if one exists it compares again on that model
-(matrices rounded as ``convert_weights`` does) and says so in a ``note:`` line.
+The golden's ``clip_state_dict`` is the float32 CLIP the original ran (matrices already
+rounded as CLIP's ``convert_weights`` does), so the comparison needs nothing but the file.
 """
 
 import argparse
@@ -34,7 +28,7 @@ import torch  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-    from clip.model import CLIP, build_model, convert_weights  # noqa: E402
+    from clip.model import build_model  # noqa: E402
 
 from models import CoOpModel, DPTModel, VLPModel, VPTModel  # noqa: E402
 from models.upstream import ours_to_upstream  # noqa: E402
@@ -43,7 +37,6 @@ FORMAT = "dpt-golden-v1"
 TOLERANCE = 1e-4  # relative to the reference's largest magnitude
 PRETRAIN_C = 1  # epoch 0 is before PRETRAIN.C (guidance terms on), epoch 1 after
 CAVPT = "image_encoder.transformer.extractor"
-MAX_SEED = 10_000  # seeds tried when recovering the reference CLIP of a lossy golden
 
 
 @dataclass
@@ -95,60 +88,6 @@ def compare_exact(name, ours, reference):
 def build_clip(state_dict):
     clip_model = build_model({key: value.clone() for key, value in state_dict.items()})
     return clip_model.float().eval()
-
-
-def _vit_clip_kwargs(state_dict):
-    """``clip.model.CLIP`` arguments for a ViT state dict, inferred as ``build_model`` does."""
-    width, _, patch, _ = state_dict["visual.conv1.weight"].shape
-    grid = round((state_dict["visual.positional_embedding"].shape[0] - 1) ** 0.5)
-    text_width = state_dict["ln_final.weight"].shape[0]
-    return dict(
-        embed_dim=state_dict["text_projection"].shape[1],
-        image_resolution=patch * grid,
-        vision_layers=len(
-            [
-                k
-                for k in state_dict
-                if k.startswith("visual.") and k.endswith(".attn.in_proj_weight")
-            ]
-        ),
-        vision_width=width,
-        vision_patch_size=patch,
-        context_length=state_dict["positional_embedding"].shape[0],
-        vocab_size=state_dict["token_embedding.weight"].shape[0],
-        transformer_width=text_width,
-        transformer_heads=text_width // 64,
-        transformer_layers=len(
-            {k.split(".")[2] for k in state_dict if k.startswith("transformer.resblocks")}
-        ),
-    )
-
-
-def recover_reference_clip(state_dict, max_seed=MAX_SEED):
-    """The seeded random CLIP that ``state_dict`` is the float16 rounding of, or None.
-
-    Returns ``(clip_model, seed)`` with the model in float32 and its matrices rounded as
-    CLIP's ``convert_weights`` does. A seed is accepted only if every tensor matches.
-    """
-    if "visual.proj" not in state_dict or state_dict["visual.conv1.weight"].dtype != torch.float16:
-        return None
-    kwargs = _vit_clip_kwargs(state_dict)
-    width, patch = kwargs["vision_width"], kwargs["vision_patch_size"]
-    with torch.random.fork_rng():
-        for seed in range(max_seed):
-            torch.manual_seed(seed)  # conv1 is the first tensor CLIP initialises: a cheap probe
-            probe = torch.nn.Conv2d(3, width, patch, stride=patch, bias=False)
-            if not torch.equal(probe.weight.detach().half(), state_dict["visual.conv1.weight"]):
-                continue
-            torch.manual_seed(seed)
-            clip_model = CLIP(**kwargs)
-            ours = clip_model.state_dict()
-            if set(ours) == set(state_dict) and all(
-                torch.equal(ours[key].half(), value.half()) for key, value in state_dict.items()
-            ):
-                convert_weights(clip_model)
-                return clip_model.float().eval().requires_grad_(False), seed
-    return None
 
 
 def build_our_model(kind, config, clip_model, upstream_state_dict):
@@ -300,23 +239,17 @@ def compare_golden(golden, clip_model):
 
 
 def run_parity(path):
-    """Comparisons for one golden file and notes on how they were made."""
+    """Comparisons of our model with one golden file."""
     golden = torch.load(path, map_location="cpu", weights_only=False)
     if golden.get("format") != FORMAT:
         raise ValueError(f"{path}: format {golden.get('format')!r}, expected {FORMAT!r}")
-    rows = compare_golden(golden, build_clip(golden["clip_state_dict"]))
-    if all(row.ok for row in rows):
-        return rows, []
-    recovered = recover_reference_clip(golden["clip_state_dict"])
-    if recovered is None:
-        return rows, []
-    clip_model, seed = recovered
-    notes = [
-        f"with the stored float16 clip_state_dict max_rel={max_row(rows).max_rel:.3e}; that "
-        f"state dict is the float16 rounding of clip.model.CLIP initialised after "
-        f"torch.manual_seed({seed}) (every tensor matches), so comparing on that CLIP"
-    ]
-    return compare_golden(golden, clip_model), notes
+    half = [k for k, v in golden["clip_state_dict"].items() if v.dtype == torch.float16]
+    if half:
+        raise ValueError(
+            f"{path}: clip_state_dict holds float16 tensors ({half[0]}, ...): an older golden "
+            "that rounded the CLIP the original ran; regenerate it with the float32 weights"
+        )
+    return compare_golden(golden, build_clip(golden["clip_state_dict"]))
 
 
 def max_row(rows):
@@ -335,13 +268,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        rows, notes = run_parity(args.path)
+        rows = run_parity(args.path)
     except Exception as err:  # report any failure on the last line, as promised
         traceback.print_exc()
         print(f"parity: FAIL error: {type(err).__name__}: {err}")
         return 1
-    for note in notes:
-        print(f"note: {note}")
     for row in rows:
         print(row.line())
     max_rel = max_row(rows).max_rel
