@@ -8,14 +8,14 @@ import traceback
 import torch
 import torch.distributed as dist
 
+import dassl_engine
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers and their config keys)
 from engine import distributed
-from engine.config import setup_cfg
 from engine.log import run_log
-from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
 from engine.rundir import prepare_output_dir
 from engine.utils import set_random_seed
+from trainers import builtin
 
 
 def build_parser():
@@ -53,6 +53,14 @@ def build_parser():
     )
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
     parser.add_argument(
+        "--engine",
+        choices=("builtin", "dassl"),
+        default="builtin",
+        help="the training loop: builtin (this project's Dassl-compatible core, the default) "
+        "or dassl (a Dassl install: its trainer loop, data manager, few-shot sampler, "
+        "optimisers and evaluator, and its own datasets such as PACS or OfficeHome)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="run even if --output-dir holds a finished run (its results are moved aside)",
@@ -66,10 +74,10 @@ def build_parser():
     return parser
 
 
-def check_args(args, cfg):
-    """Fail before any work on what can be checked from the arguments alone."""
-    TRAINER_REGISTRY.get(cfg.TRAINER.NAME or "<none given: use --trainer>")
-    DATASET_REGISTRY.get(cfg.DATASET.NAME or "<none given: use --dataset-config-file>")
+def load_engine(name):
+    """The module that runs the training loop: ``trainers.builtin`` or ``dassl_engine``
+    (which imports Dassl, or says how to install it)."""
+    return builtin if name == "builtin" else dassl_engine.load()
 
 
 def describe_parallelism(cfg):
@@ -89,17 +97,18 @@ def describe_parallelism(cfg):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    cfg = setup_cfg(args)
-    check_args(args, cfg)
+    engine = load_engine(args.engine)
+    cfg = engine.setup_cfg(args)
+    engine.check_names(cfg)
     joined = distributed.init_from_env(cfg.USE_CUDA)
     try:
-        return run(args, cfg)
+        return run(args, cfg, engine)
     finally:
         if joined:
             dist.destroy_process_group()
 
 
-def run(args, cfg):
+def run(args, cfg, engine):
     if distributed.is_main_process():
         prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite)
     distributed.barrier()
@@ -110,6 +119,11 @@ def run(args, cfg):
             print(f"{key}: {value}")
         print("** Config **")
         print(cfg)
+        for key, value, default in engine.unused_settings(cfg):
+            print(
+                f"Note: {key} is {value!r} (default {default!r}), but nothing here reads it: "
+                "it is accepted so that existing config files load."
+            )
         print(f"PyTorch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
         describe_parallelism(cfg)
         if cfg.SEED >= 0:
@@ -118,22 +132,25 @@ def run(args, cfg):
         if torch.cuda.is_available() and cfg.USE_CUDA:
             torch.backends.cudnn.benchmark = True
 
-        trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
+        trainer = engine.build_trainer(cfg)
         if args.eval_only:
-            if args.model_dir:
-                trainer.load_model(args.model_dir, epoch=args.load_epoch)
-            elif trainer.learns:
-                print("Note: no --model-dir given; evaluating the untrained initialisation")
-            return trainer.test()
+            trainer.load_model(args.model_dir, epoch=args.load_epoch)
+            return engine.evaluate(trainer)
         if not args.no_train:
-            return trainer.train()
+            return engine.train(trainer)
     return None
 
 
 if __name__ == "__main__":
     try:
         main()
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        KeyError,
+        ValueError,
+        dassl_engine.DasslUnavailable,
+    ) as err:
         # Bad input: a short message says what to do; the origin helps if it is a bug.
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         origin = traceback.extract_tb(err.__traceback__)[-1]

@@ -69,3 +69,38 @@ def load_checkpoint(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint not found: '{path}'")
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def find_checkpoint(module_dir, epoch=None, best=False):
+    """The checkpoint to evaluate in ``module_dir``: ``best``, the given ``epoch``, or by
+    default ``model-best.pth.tar`` when the run kept one (Dassl's default, and the weights a
+    best_val run reported), else the latest epoch. Missing, an error lists what is there."""
+    best_path = os.path.join(module_dir, BEST_NAME)
+    if best:
+        path = best_path
+    elif epoch is not None:
+        path = os.path.join(module_dir, epoch_name(epoch))
+    elif os.path.isfile(best_path):
+        path = best_path
+    else:
+        path = latest_checkpoint(module_dir) or best_path
+    if not os.path.isfile(path):
+        found = sorted(os.listdir(module_dir)) if os.path.isdir(module_dir) else "nothing"
+        raise FileNotFoundError(
+            f"No checkpoint for module '{os.path.basename(module_dir)}': '{path}' does not "
+            f"exist. Found in {module_dir}: {found}"
+        )
+    return path
+
+
+def read_run_states(directory, names, epoch=None, best=False):
+    """State dicts of the modules ``names`` of a run directory (see ``find_checkpoint``) and
+    the epoch they were saved at (1-based, or None)."""
+    states, saved_epoch = {}, None
+    for name in names:
+        path = find_checkpoint(os.path.join(directory, name), epoch, best)
+        ckpt = load_checkpoint(path)
+        print(f"Loading weights to {name} from '{path}' (epoch = {ckpt.get('epoch')})")
+        states[name] = ckpt["state_dict"]
+        saved_epoch = ckpt.get("epoch") or saved_epoch
+    return states, saved_epoch

@@ -60,20 +60,11 @@ def _dassl_defaults():
     _C.DATASET.CIFAR_C_TYPE = ""
     _C.DATASET.CIFAR_C_LEVEL = 1
     _C.DATASET.ALL_AS_UNLABELED = False
-    _C.DATASET.SUBSAMPLE_CLASSES = "all"  # all | base | new (CoOp/CoCoOp)
-    # Unreadable images: "error" stops with the file name; "skip" drops them with a warning.
-    _C.DATASET.ON_BAD_IMAGE = "error"
 
     _C.DATALOADER = CN()
     _C.DATALOADER.NUM_WORKERS = 4
     _C.DATALOADER.K_TRANSFORMS = 1
     _C.DATALOADER.RETURN_IMG0 = False
-    # Not in Dassl: keep worker processes between epochs and evaluations; page-locked batches
-    # for fast host-to-GPU copies (used with CUDA only); decoded train images kept in memory up
-    # to this many MiB (0: off), so that few-shot train sets are decoded once, not every epoch.
-    _C.DATALOADER.PERSISTENT_WORKERS = True
-    _C.DATALOADER.PIN_MEMORY = True
-    _C.DATALOADER.CACHE_IMAGES_MB = 2048
     _C.DATALOADER.TRAIN_X = CN()
     _C.DATALOADER.TRAIN_X.SAMPLER = "RandomSampler"
     _C.DATALOADER.TRAIN_X.BATCH_SIZE = 32
@@ -142,6 +133,70 @@ def _dassl_defaults():
     return _C
 
 
+# Dassl keys this engine accepts, so that Dassl's and CoOp's config files load, but never
+# reads (domain-adaptation, semi-supervised and classifier-head settings). Setting one away
+# from its default prints a note (``inert_settings``).
+INERT_KEYS = (
+    "INPUT.RANDAUGMENT_N",
+    "INPUT.RANDAUGMENT_M",
+    "DATASET.SOURCE_DOMAINS",
+    "DATASET.TARGET_DOMAINS",
+    "DATASET.NUM_LABELED",
+    "DATASET.VAL_PERCENT",
+    "DATASET.STL10_FOLD",
+    "DATASET.CIFAR_C_TYPE",
+    "DATASET.CIFAR_C_LEVEL",
+    "DATASET.ALL_AS_UNLABELED",
+    "DATALOADER.K_TRANSFORMS",
+    "DATALOADER.RETURN_IMG0",
+    "DATALOADER.TRAIN_X.N_DOMAIN",
+    "DATALOADER.TRAIN_X.N_INS",
+    "DATALOADER.TRAIN_U",
+    "MODEL.INIT_WEIGHTS",
+    "MODEL.BACKBONE.PRETRAINED",
+    "MODEL.HEAD",
+    "OPTIM.STAGED_LR",
+    "OPTIM.NEW_LAYERS",
+    "OPTIM.BASE_LR_MULT",
+    "TRAIN.COUNT_ITER",
+    "TEST.EVALUATOR",
+)
+
+
+def _leaves(node, prefix=""):
+    for key, value in node.items():
+        if isinstance(value, CN):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def inert_settings(cfg, inert_keys=INERT_KEYS):
+    """``(key, value, default)`` of the keys under ``inert_keys`` that ``cfg`` sets away from
+    the default."""
+    defaults = dict(_leaves(get_cfg_default()))
+    return [
+        (key, value, defaults[key])
+        for key, value in _leaves(cfg)
+        if key.startswith(inert_keys)
+        and key in defaults
+        and _to_plain(value) != _to_plain(defaults[key])
+    ]
+
+
+def add_project_keys(cfg):
+    """Keys this project adds to Dassl's, on ours or on Dassl's own defaults."""
+    cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all | base | new (CoOp/CoCoOp)
+    # Unreadable images: "error" stops with the file name; "skip" drops them with a warning.
+    cfg.DATASET.ON_BAD_IMAGE = "error"
+    # Keep worker processes between epochs and evaluations; page-locked batches for fast
+    # host-to-GPU copies (used with CUDA only); decoded train images kept in memory up to this
+    # many MiB (0: off), so that few-shot train sets are decoded once, not every epoch.
+    cfg.DATALOADER.PERSISTENT_WORKERS = True
+    cfg.DATALOADER.PIN_MEMORY = True
+    cfg.DATALOADER.CACHE_IMAGES_MB = 2048
+
+
 CFG_EXTENSIONS = []
 
 
@@ -155,8 +210,11 @@ def extend_cfg(fn):
     return fn
 
 
-def get_cfg_default():
-    cfg = _dassl_defaults()
+def get_cfg_default(dassl_defaults=None):
+    """Dassl's keys (``dassl_defaults``, e.g. Dassl's own ``get_cfg_default``, or this
+    project's copy of them), this project's keys and every trainer's block."""
+    cfg = (dassl_defaults or _dassl_defaults)()
+    add_project_keys(cfg)
     for extend in CFG_EXTENSIONS:
         extend(cfg)
     return cfg
@@ -172,16 +230,17 @@ def _all_keys(node, prefix=""):
     return keys
 
 
-def _check_known_keys(cfg, other, source, prefix=""):
+def _check_known_keys(cfg, other, source, prefix="", root=None):
     """Raise a KeyError naming the first unknown key in ``other`` and the closest valid one."""
+    root = cfg if root is None else root
     for k, v in other.items():
         full = f"{prefix}{k}"
         if k not in cfg:
-            close = difflib.get_close_matches(full, _all_keys(get_cfg_default()), n=1, cutoff=0.5)
+            close = difflib.get_close_matches(full, _all_keys(root), n=1, cutoff=0.5)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise KeyError(f"Unknown config key '{full}' in {source}.{hint}")
         if isinstance(v, dict) and isinstance(cfg[k], CN):
-            _check_known_keys(cfg[k], v, source, full + ".")
+            _check_known_keys(cfg[k], v, source, full + ".", root)
 
 
 def merge_from_file(cfg, path):
@@ -233,9 +292,10 @@ def reset_cfg_from_args(cfg, args):
         cfg.MODEL.HEAD.NAME = args.head
 
 
-def setup_cfg(args):
-    """Build the frozen run config from parsed ``train.py`` arguments."""
-    cfg = get_cfg_default()
+def setup_cfg(args, dassl_defaults=None):
+    """Build the frozen run config from parsed ``train.py`` arguments (on Dassl's own
+    defaults when ``dassl_defaults`` is its ``get_cfg_default``)."""
+    cfg = get_cfg_default(dassl_defaults)
     if getattr(args, "dataset_config_file", ""):
         merge_from_file(cfg, args.dataset_config_file)
     if getattr(args, "config_file", ""):

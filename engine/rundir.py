@@ -3,8 +3,30 @@
 import os
 import shutil
 import time
+from collections import OrderedDict
 
-from engine.trainer import RESULTS_FILE
+from engine.config import cfg_digest
+
+RESULTS_FILE = "results.json"  # written last: its presence marks a finished run
+
+
+def results_record(cfg, split, epoch, results, extra=None):
+    """What ``results.json`` holds: the run's identity, the evaluated epoch (1-based), the
+    evaluator's results and ``extra`` entries (e.g. a baseline's accuracy)."""
+    record = OrderedDict(
+        split=split,
+        trainer=cfg.TRAINER.NAME,
+        dataset=cfg.DATASET.NAME,
+        num_shots=cfg.DATASET.NUM_SHOTS,
+        subsample_classes=cfg.DATASET.SUBSAMPLE_CLASSES,
+        backbone=cfg.MODEL.BACKBONE.NAME,
+        seed=cfg.SEED,
+        epoch=epoch,
+        config_digest=cfg_digest(cfg),
+    )
+    record.update(results)
+    record.update(extra or {})
+    return record
 
 
 def is_finished(output_dir):

@@ -17,20 +17,18 @@ from tqdm import tqdm
 
 from engine import distributed
 from engine.checkpoint import (
-    BEST_NAME,
     atomic_write_json,
-    epoch_name,
     latest_checkpoint,
     load_checkpoint,
+    read_run_states,
     save_checkpoint,
 )
 from engine.config import cfg_digest
 from engine.evaluator import ClassificationEvaluator
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.precision import MixedPrecision, resolve_precision
+from engine.rundir import RESULTS_FILE, results_record
 from engine.utils import AverageMeter, format_eta, pick_device, rng_state, set_rng_state
-
-RESULTS_FILE = "results.json"
 
 
 def resume_digest(cfg):
@@ -236,20 +234,7 @@ class Trainer:
     def write_results(self, split, results):
         if not distributed.is_main_process():
             return
-        cfg = self.cfg
-        record = OrderedDict(
-            split=split,
-            trainer=cfg.TRAINER.NAME,
-            dataset=cfg.DATASET.NAME,
-            num_shots=cfg.DATASET.NUM_SHOTS,
-            subsample_classes=cfg.DATASET.SUBSAMPLE_CLASSES,
-            backbone=cfg.MODEL.BACKBONE.NAME,
-            seed=cfg.SEED,
-            epoch=self.epoch + 1,
-            config_digest=cfg_digest(cfg),
-        )
-        record.update(results)
-        record.update(self.extra_results)
+        record = results_record(self.cfg, split, self.epoch + 1, results, self.extra_results)
         atomic_write_json(os.path.join(self.output_dir, RESULTS_FILE), record)
 
     # ---- checkpoints ---------------------------------------------------------------------
@@ -302,7 +287,7 @@ class Trainer:
                     f"The checkpoint {path} was written with a different configuration. "
                     "Use another --output-dir, or --overwrite to start this run again."
                 )
-            self._load_state(name, ckpt["state_dict"])
+            self.load_module_state(name, ckpt["state_dict"])
             if name in self._optims and ckpt.get("optimizer"):
                 self._optims[name].load_state_dict(ckpt["optimizer"])
             if name in self._scheds and ckpt.get("scheduler"):
@@ -317,49 +302,17 @@ class Trainer:
         return epoch
 
     def load_model(self, directory, epoch=None, best=False):
-        """Load every registered module from a run directory (``--model-dir``).
+        """Load every registered module from a run directory (``--model-dir``); which
+        checkpoint: see ``engine.checkpoint.find_checkpoint``."""
+        states, saved_epoch = read_run_states(directory, self._modules, epoch, best)
+        self.load_states(states, saved_epoch)
 
-        Without ``epoch``: ``model-best.pth.tar`` when the run kept one (Dassl's default, and
-        the weights a best_val run reported), else the latest epoch."""
-        for name in self._modules:
-            module_dir = os.path.join(directory, name)
-            best_path = os.path.join(module_dir, BEST_NAME)
-            if best:
-                path = best_path
-            elif epoch is not None:
-                path = os.path.join(module_dir, epoch_name(epoch))
-            elif os.path.isfile(best_path):
-                path = best_path
-            else:
-                path = latest_checkpoint(module_dir) or best_path
-            if not os.path.isfile(path):
-                raise FileNotFoundError(
-                    f"No checkpoint for module '{name}': '{path}' does not exist. "
-                    f"Found in {module_dir}: "
-                    f"{sorted(os.listdir(module_dir)) if os.path.isdir(module_dir) else 'nothing'}"
-                )
-            ckpt = load_checkpoint(path)
-            print(f"Loading weights to {name} from '{path}' (epoch = {ckpt.get('epoch')})")
-            self._load_state(name, ckpt["state_dict"])
-            if ckpt.get("epoch"):
-                self.epoch = ckpt["epoch"] - 1
+    def load_states(self, states, saved_epoch):
+        for name, state_dict in states.items():
+            self.load_module_state(name, state_dict)
+        if saved_epoch:
+            self.epoch = saved_epoch - 1
 
-    def adapt_loaded_state(self, name, state_dict):
-        """Hook: fit a loaded state dict to this run (e.g. drop heads of other classes)."""
-        return state_dict
-
-    def _load_state(self, name, state_dict):
-        """Load parameters; buffers (derived from CLIP and class names) are rebuilt, not read."""
-        module = self._modules[name]
-        adapted = self.adapt_loaded_state(name, state_dict)
-        # Buffers derived from CLIP and class names are rebuilt; the hook may leave out more.
-        skip = {k for k, _ in module.named_buffers()} | (set(state_dict) - set(adapted))
-        params = {k: v for k, v in adapted.items() if k not in skip}
-        missing, unexpected = module.load_state_dict(params, strict=False)
-        missing = [k for k in missing if k not in skip]
-        unexpected = [k for k in unexpected if not k.startswith(("token_prefix", "token_suffix"))]
-        if missing or unexpected:
-            raise RuntimeError(
-                f"Checkpoint for '{name}' does not fit the model: missing {missing}, "
-                f"unexpected {unexpected}"
-            )
+    def load_module_state(self, name, state_dict):
+        """Load a checkpoint's state dict into the registered module ``name``."""
+        self._modules[name].load_state_dict(state_dict)

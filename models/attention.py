@@ -37,7 +37,7 @@ def merge_heads(attn, out, batch_first=False):
     return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
 
 
-def self_attention(attn, x, causal=False, sdpa=True, batch_first=False):
+def self_attention(attn, x, *, causal=False, sdpa=True, batch_first=False):
     """Self-attention of CLIP's ``attn`` (an ``nn.MultiheadAttention``) over ``x``."""
     if sdpa:
         q, k, v = qkv_heads(attn, x, batch_first)
@@ -50,9 +50,12 @@ def self_attention(attn, x, causal=False, sdpa=True, batch_first=False):
     return out.transpose(0, 1) if batch_first else out
 
 
-def run_block(block, x, causal=False, sdpa=True, batch_first=False):
+def run_block(block, x, *, causal=False, sdpa=True, batch_first=False):
     """One ``ResidualAttentionBlock`` of CLIP on ``x`` (its own ``attn_mask`` is not used)."""
-    x = x + self_attention(block.attn, block.ln_1(x), causal, sdpa, batch_first)
+    attended = self_attention(
+        block.attn, block.ln_1(x), causal=causal, sdpa=sdpa, batch_first=batch_first
+    )
+    x = x + attended
     return x + block.mlp(block.ln_2(x))
 
 

@@ -1,6 +1,5 @@
-"""What all prompt-tuning models share: outputs, loss helpers, freezing, upstream loading."""
+"""What all prompt-tuning models share: outputs, loss helpers, the frozen CLIP."""
 
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -8,26 +7,28 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models import upstream
-
 GUIDED_MAIN_WEIGHT = 0.1  # weight of the main CE while the guidance terms are on
 
 
 @dataclass
 class ModelOutput:
-    """``logits`` are the main (and inference) logits, [B, C].
-
-    logits1: frozen image features against the learned text features (VLP, DPT).
-    logits2: prompted image features against the hand-crafted text features (VLP, DPT).
-    layer_logits: DPT's auxiliary CAVPT logits, one [K, B, C] tensor per CAVPT block.
-    indices: DPT's zero-shot top-K classes per image, [B, K].
-    """
+    """``logits``: the main (and inference) logits, [B, C]."""
 
     logits: torch.Tensor
-    logits1: torch.Tensor | None = None
-    logits2: torch.Tensor | None = None
-    layer_logits: list[torch.Tensor] | None = None
-    indices: torch.Tensor | None = None
+
+
+@dataclass
+class GuidedOutput(ModelOutput):
+    """VLP's and DPT's outputs: the main logits and the two general-knowledge guidance terms.
+
+    frozen_image_logits: the frozen (zero-shot) image features against the learned text
+        features; None at inference, where that branch is skipped (the original's logits1).
+    frozen_text_logits: the prompted image features against the frozen hand-crafted text
+        features (the original's logits2).
+    """
+
+    frozen_image_logits: torch.Tensor | None = None
+    frozen_text_logits: torch.Tensor | None = None
 
 
 def l2_normalize(features):
@@ -39,12 +40,13 @@ def cross_entropy(logits, labels):
     return F.cross_entropy(logits.float(), labels)
 
 
-def guided_loss(out, labels, epoch, pretrain_c):
-    """VLP/DPT: the general-knowledge guidance terms while ``epoch < pretrain_c``, then CE."""
+def guided_loss(out, labels, epoch, guidance_epochs):
+    """VLP/DPT: the general-knowledge guidance terms while ``epoch < guidance_epochs``
+    (PRETRAIN.C), then the main cross-entropy alone."""
     terms = {"ce_main": cross_entropy(out.logits, labels)}
-    if epoch < pretrain_c:
-        terms["ce_frozen_image"] = cross_entropy(out.logits1, labels)
-        terms["ce_frozen_text"] = cross_entropy(out.logits2, labels)
+    if epoch < guidance_epochs:
+        terms["ce_frozen_image"] = cross_entropy(out.frozen_image_logits, labels)
+        terms["ce_frozen_text"] = cross_entropy(out.frozen_text_logits, labels)
         loss = (
             terms["ce_frozen_image"]
             + terms["ce_frozen_text"]
@@ -53,17 +55,6 @@ def guided_loss(out, labels, epoch, pretrain_c):
     else:
         loss = terms["ce_main"]
     return loss, terms
-
-
-def _disagreement(ours, theirs):
-    """Why a derived buffer from a checkpoint does not match ours, or None if it does."""
-    if tuple(theirs.shape) != tuple(ours.shape):
-        return f"shape {tuple(theirs.shape)}, expected {tuple(ours.shape)}"
-    diff = (theirs.to(ours.device).float() - ours.float()).abs().max().item()
-    scale = ours.float().abs().max().item()
-    if diff > 1e-2 * scale + 1e-6:  # loose enough for a float16 checkpoint
-        return f"differs by up to {diff:.3g} (values up to {scale:.3g})"
-    return None
 
 
 class PromptTuningModel(nn.Module):
@@ -123,52 +114,3 @@ class PromptTuningModel(nn.Module):
         values = torch.stack([value.detach().float() for value in tensors.values()]).tolist()
         parts.update(zip(tensors, values))  # one device sync for all terms
         return loss, parts
-
-    def upstream_buffers(self):
-        """Derived buffers the original code saves, as recomputed here."""
-        buffers = {}
-        if self.text is not None:
-            token_embedding = self.clip.token_embedding
-            for key, value in self.text.prompt_learner.upstream_buffers(token_embedding).items():
-                buffers[f"prompt_learner.{key}"] = value
-        if self.zeroshot is not None:
-            buffers["text_features"] = self.zeroshot.text_features
-        return buffers
-
-    def load_upstream_state_dict(self, state_dict, strict=True):
-        """Load learnable parameters saved by the original code (its names, fp16 or fp32).
-
-        Derived buffers (``token_prefix``, ``token_suffix``, ``text_features``) are not
-        loaded but compared with ours: a mismatch means other class names, template or CLIP
-        weights. With ``strict`` such mismatches and missing or unexpected keys raise
-        ``ValueError``; otherwise they warn. Shape mismatches always raise.
-        """
-        params, derived, unknown = upstream.upstream_to_ours(state_dict)
-        ours = self.learnable_state_dict()
-        problems = [f"unknown key {name!r}" for name in unknown]
-        problems += [f"missing {name!r}" for name in ours if name not in params]
-        problems += [f"unexpected {name!r}" for name in params if name not in ours]
-        expected = self.upstream_buffers()
-        for name, value in derived.items():
-            if name not in expected:
-                problems.append(f"unexpected {name!r}")
-            elif (why := _disagreement(expected[name], value)) is not None:
-                problems.append(f"{name} {why}: other class names, template or CLIP weights?")
-        shape_errors = [
-            f"{name}: checkpoint {tuple(value.shape)}, model {tuple(ours[name].shape)}"
-            for name, value in params.items()
-            if name in ours and value.shape != ours[name].shape
-        ]
-        if shape_errors:
-            raise ValueError(
-                "shape mismatch loading upstream state dict: " + "; ".join(shape_errors)
-            )
-        if problems:
-            message = "upstream state dict: " + "; ".join(problems)
-            if strict:
-                raise ValueError(message)
-            warnings.warn(message, stacklevel=2)
-        with torch.no_grad():
-            for name, value in params.items():
-                if name in ours:
-                    ours[name].copy_(value)

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from models.base import ModelOutput, PromptTuningModel, l2_normalize
+from models.settings import CoCoOpCfg, TextPromptCfg
 from models.speed import Speed
 from models.text import PromptLearner, TextEncoder
 from models.visual import frozen_image_encoder
@@ -20,8 +21,9 @@ class ConditionalPromptLearner(PromptLearner):
     CoCoOp's own prompt learner, so its checkpoints load.
     """
 
-    def __init__(self, clip_model, classnames, n_ctx=16, ctx_init=""):
-        super().__init__(clip_model, classnames, n_ctx, ctx_init)
+    def __init__(self, clip_model, classnames, *, n_ctx=16, ctx_init=""):
+        settings = TextPromptCfg(n_ctx=n_ctx, ctx_init=ctx_init)
+        super().__init__(clip_model, classnames, settings=settings)
         vis_dim = clip_model.visual.output_dim
         hidden = max(vis_dim // 16, 1)
         self.meta_net = nn.Sequential(
@@ -48,19 +50,18 @@ class ConditionalPromptLearner(PromptLearner):
 class CoCoOpModel(PromptTuningModel):
     """Logits of each image against its own conditioned prompts' text features.
 
-    ``images_per_text_pass``: how many images' prompts (each C sequences) go through the text
-    encoder together; 1 is the paper's loop over the images of a batch, 0 all of them at once.
-    The results are the same; larger passes are faster and take more memory.
+    ``cocoop_cfg.images_per_text_pass``: how many images' prompts (each C sequences) go
+    through the text encoder together (see ``CoCoOpCfg``).
     """
 
-    def __init__(self, clip_model, classnames, n_ctx=16, ctx_init="", images_per_text_pass=0):
+    def __init__(self, clip_model, classnames, *, cocoop_cfg=CoCoOpCfg()):
         super().__init__(clip_model)
-        if images_per_text_pass < 0:
-            raise ValueError(f"images_per_text_pass must be >= 0, got {images_per_text_pass}")
-        self.prompt_learner = ConditionalPromptLearner(clip_model, classnames, n_ctx, ctx_init)
+        self.prompt_learner = ConditionalPromptLearner(
+            clip_model, classnames, n_ctx=cocoop_cfg.n_ctx, ctx_init=cocoop_cfg.ctx_init
+        )
         self.encoder = TextEncoder(clip_model)
         self.image_encoder = frozen_image_encoder(clip_model.visual)
-        self.images_per_text_pass = images_per_text_pass
+        self.images_per_text_pass = cocoop_cfg.images_per_text_pass
         self.speed = Speed()
 
     def learnable_modules(self):

@@ -5,6 +5,7 @@ from collections import OrderedDict
 import torch
 
 from models.base import ModelOutput, PromptTuningModel, l2_normalize
+from models.settings import TextPromptCfg
 from models.text import LearnedTextFeatures, PromptLearner
 from models.visual import frozen_image_encoder
 
@@ -12,12 +13,9 @@ from models.visual import frozen_image_encoder
 class CoOpModel(PromptTuningModel):
     """Logits of CLIP's image features against the learned prompts' text features."""
 
-    def __init__(self, clip_model, classnames, n_ctx=16, ctx_init="", csc=False,
-                 class_token_position="end"):  # fmt: skip
+    def __init__(self, clip_model, classnames, *, text_cfg=TextPromptCfg()):
         super().__init__(clip_model)
-        prompt_learner = PromptLearner(
-            clip_model, classnames, n_ctx, ctx_init, csc, class_token_position
-        )
+        prompt_learner = PromptLearner(clip_model, classnames, settings=text_cfg)
         self.text = LearnedTextFeatures(clip_model, prompt_learner)
         self.image_encoder = frozen_image_encoder(clip_model.visual)
 

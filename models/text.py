@@ -8,6 +8,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from models.attention import run_block, run_block_shared_prefix
+from models.settings import PROMPT_INIT_STD, TextPromptCfg
 from models.speed import Speed, block_function
 
 with warnings.catch_warnings():
@@ -15,7 +16,6 @@ with warnings.catch_warnings():
     import clip
     from clip.simple_tokenizer import SimpleTokenizer
 
-CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 PLACEHOLDER = "X"  # stands for a learnable context token in the tokenised prompt
 
 
@@ -82,21 +82,21 @@ class TextEncoder(nn.Module):
             eos_positions = eos_positions - shared_prefix
         elif self.speed.sdpa:  # batch first: no transposes around the attention kernel
             for block in self.resblocks:
-                x = self._call(run_block, block, x, True, True, True)
+                x = self._call(run_block, block, x, causal=True, sdpa=True, batch_first=True)
         else:  # CLIP's layout and nn.MultiheadAttention, as CLIP's encode_text
             x = x.permute(1, 0, 2)
             for block in self.resblocks:
-                x = self._call(run_block, block, x, True, False, False)
+                x = self._call(run_block, block, x, causal=True, sdpa=False)
             x = x.permute(1, 0, 2)
         eos = x[torch.arange(x.shape[0], device=x.device), eos_positions]
         return self.ln_final(eos) @ self.text_projection
 
-    def _call(self, block_fn, *args):
-        """``block_fn(*args)``, compiled and checkpointed as ``speed`` says."""
+    def _call(self, block_fn, *args, **kwargs):
+        """``block_fn(*args, **kwargs)``, compiled and checkpointed as ``speed`` says."""
         block_fn = block_function(block_fn, self.speed)
         if self.speed.checkpoint_text and torch.is_grad_enabled():
-            return checkpoint(block_fn, *args, use_reentrant=False)
-        return block_fn(*args)
+            return checkpoint(block_fn, *args, use_reentrant=False, **kwargs)
+        return block_fn(*args, **kwargs)
 
 
 def truncate_after_eos(token_ids):
@@ -139,21 +139,22 @@ def _prompt_layout(n_ctx, name_len, seq_len, position):
     return order, [order.index(source) for source in ctx]
 
 
-def initial_context(token_embedding, n_cls, n_ctx, ctx_init, csc, max_len):
+def initial_context(token_embedding, n_cls, settings, max_len):
     """Initial context vectors (float32) and the text that stands for them in the prompt.
 
-    With ``ctx_init`` (underscores read as spaces) there is one vector per word, initialised
-    from the words' token embeddings and shared by all classes, as in CoOp; otherwise
-    ``n_ctx`` random vectors, per class with ``csc``.
+    With ``settings.ctx_init`` (underscores read as spaces) there is one vector per word,
+    initialised from the words' token embeddings and shared by all classes, as in CoOp;
+    otherwise ``settings.n_ctx`` random vectors, per class with ``settings.csc``.
     """
     device = token_embedding.weight.device
+    ctx_init = settings.ctx_init
     words = display_name(ctx_init).split() if ctx_init else []
     if not words:
-        if n_ctx < 1:
-            raise ValueError(f"n_ctx must be at least 1 without ctx_init, got {n_ctx}")
+        n_ctx = settings.n_ctx
         width = token_embedding.weight.shape[1]
-        shape = (n_cls, n_ctx, width) if csc else (n_ctx, width)
-        return torch.empty(shape, device=device).normal_(std=0.02), " ".join([PLACEHOLDER] * n_ctx)
+        shape = (n_cls, n_ctx, width) if settings.csc else (n_ctx, width)
+        ctx = torch.empty(shape, device=device).normal_(std=PROMPT_INIT_STD)
+        return ctx, " ".join([PLACEHOLDER] * n_ctx)
     n_ctx = len(words)
     text = " ".join(words)
     if count_tokens(text) != n_ctx:
@@ -163,7 +164,7 @@ def initial_context(token_embedding, n_cls, n_ctx, ctx_init, csc, max_len):
             "stay fixed in the prompt",
             stacklevel=3,
         )
-    if csc:
+    if settings.csc:
         warnings.warn(
             "ctx_init is set, so the context is shared by all classes (as in CoOp); "
             "csc=True is ignored",
@@ -199,14 +200,13 @@ class PromptLearner(nn.Module):
     are the same in every class's prompt (SOS and a shared context before the class name).
     """
 
-    def __init__(self, clip_model, classnames, n_ctx=16, ctx_init="", csc=False,
-                 class_token_position="end"):  # fmt: skip
+    # Derived from class names and CLIP: other codebases' checkpoints (CoOp, the original DPT)
+    # carry them; they are rebuilt here, never loaded.
+    derived_checkpoint_keys = ("token_prefix", "token_suffix")
+
+    def __init__(self, clip_model, classnames, *, settings=TextPromptCfg()):
         super().__init__()
-        if class_token_position not in CLASS_TOKEN_POSITIONS:
-            raise ValueError(
-                f"class_token_position must be one of {CLASS_TOKEN_POSITIONS}, "
-                f"got {class_token_position!r}"
-            )
+        class_token_position = settings.class_token_position
         n_cls = len(classnames)
         if n_cls == 0:
             raise ValueError("at least one class name is needed")
@@ -214,7 +214,7 @@ class PromptLearner(nn.Module):
         device = token_embedding.weight.device
         max_len = context_length(clip_model)
 
-        ctx, prefix_text = initial_context(token_embedding, n_cls, n_ctx, ctx_init, csc, max_len)
+        ctx, prefix_text = initial_context(token_embedding, n_cls, settings, max_len)
         n_ctx = ctx.shape[-2]
         self.ctx = nn.Parameter(ctx)
 

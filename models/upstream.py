@@ -1,5 +1,8 @@
 """Parameter names of the original DPT code (github fanrena/DPT) and ours.
 
+Also here: loading such a state dict into our model (``load_upstream_state_dict``), as timm
+keeps a model's ``checkpoint_filter_fn`` beside it.
+
 Ours are ``<learnable module>.<key in that module's state dict>``, the module names being the
 folder names of the run directory (``prompt_learner``, ``visual_prompt``, ``cavpt``). The
 original registers its learnable modules under longer names (``UPSTREAM_MODULES``), keeps the
@@ -8,6 +11,7 @@ class names and CLIP (``DERIVED_KEYS``), which we recompute instead of loading.
 """
 
 import re
+import warnings
 
 import torch
 
@@ -100,3 +104,64 @@ def ours_to_upstream(state_dict):
             raise KeyError(f"{target} needs blocks 0..{len(blocks) - 1}, got {sorted(blocks)}")
         out[target] = torch.stack([blocks[i] for i in range(len(blocks))])
     return out
+
+
+def upstream_buffers(model):
+    """The derived buffers the original code saves, as ``model`` recomputes them."""
+    buffers = {}
+    if model.text is not None:
+        token_embedding = model.clip.token_embedding
+        for key, value in model.text.prompt_learner.upstream_buffers(token_embedding).items():
+            buffers[f"prompt_learner.{key}"] = value
+    if model.zeroshot is not None:
+        buffers["text_features"] = model.zeroshot.text_features
+    return buffers
+
+
+def _disagreement(ours, theirs):
+    """Why a derived buffer from a checkpoint does not match ours, or None if it does."""
+    if tuple(theirs.shape) != tuple(ours.shape):
+        return f"shape {tuple(theirs.shape)}, expected {tuple(ours.shape)}"
+    diff = (theirs.to(ours.device).float() - ours.float()).abs().max().item()
+    scale = ours.float().abs().max().item()
+    if diff > 1e-2 * scale + 1e-6:  # loose enough for a float16 checkpoint
+        return f"differs by up to {diff:.3g} (values up to {scale:.3g})"
+    return None
+
+
+def load_upstream_state_dict(model, state_dict, strict=True):
+    """Load learnable parameters saved by the original code (its names, fp16 or fp32) into
+    ``model`` (a ``PromptTuningModel``).
+
+    Derived buffers (``token_prefix``, ``token_suffix``, ``text_features``) are not loaded
+    but compared with ours: a mismatch means other class names, template or CLIP weights.
+    With ``strict`` such mismatches and missing or unexpected keys raise ``ValueError``;
+    otherwise they warn. Shape mismatches always raise.
+    """
+    params, derived, unknown = upstream_to_ours(state_dict)
+    ours = model.learnable_state_dict()
+    problems = [f"unknown key {name!r}" for name in unknown]
+    problems += [f"missing {name!r}" for name in ours if name not in params]
+    problems += [f"unexpected {name!r}" for name in params if name not in ours]
+    expected = upstream_buffers(model)
+    for name, value in derived.items():
+        if name not in expected:
+            problems.append(f"unexpected {name!r}")
+        elif (why := _disagreement(expected[name], value)) is not None:
+            problems.append(f"{name} {why}: other class names, template or CLIP weights?")
+    shape_errors = [
+        f"{name}: checkpoint {tuple(value.shape)}, model {tuple(ours[name].shape)}"
+        for name, value in params.items()
+        if name in ours and value.shape != ours[name].shape
+    ]
+    if shape_errors:
+        raise ValueError("shape mismatch loading upstream state dict: " + "; ".join(shape_errors))
+    if problems:
+        message = "upstream state dict: " + "; ".join(problems)
+        if strict:
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=2)
+    with torch.no_grad():
+        for name, value in params.items():
+            if name in ours:
+                ours[name].copy_(value)

@@ -12,6 +12,7 @@ with warnings.catch_warnings():
     from clip.model import VisionTransformer
 
 from models.attention import run_block
+from models.settings import PROMPT_INIT_STD
 from models.speed import Speed, block_function
 
 
@@ -70,10 +71,11 @@ class PromptedViT(nn.Module):
         for i, block in enumerate(visual.transformer.resblocks):
             extra = None if block_prompts is None else block_prompts(i, x)
             if extra is None:
-                x = run(block, x, False, sdpa)
+                x = run(block, x, causal=False, sdpa=sdpa)
             else:
                 n_tokens = x.shape[0]
-                x = run(block, torch.cat([x, extra.to(x.dtype)]), False, sdpa)[:n_tokens]
+                x = torch.cat([x, extra.to(x.dtype)])
+                x = run(block, x, causal=False, sdpa=sdpa)[:n_tokens]
         return visual.ln_post(x[0]) @ visual.proj
 
 
@@ -89,7 +91,7 @@ class DeepVisualPrompt(nn.Module):
     def __init__(self, n_layers, n_tokens, width, device=None):
         super().__init__()
         self.tokens = nn.Parameter(torch.empty(n_layers, n_tokens, width, device=device))
-        nn.init.normal_(self.tokens, std=0.02)
+        nn.init.normal_(self.tokens, std=PROMPT_INIT_STD)
 
     @property
     def n_layers(self):
@@ -114,7 +116,7 @@ class ClassAwarePromptBlock(nn.Module):
     def __init__(self, text_dim, width, n_classes, n_kv, attn_dim, device=None):
         super().__init__()
         self.kv_tokens = nn.Parameter(torch.empty(n_kv, width, device=device))
-        nn.init.normal_(self.kv_tokens, std=0.02)
+        nn.init.normal_(self.kv_tokens, std=PROMPT_INIT_STD)
         self.meta_net = nn.Linear(text_dim, width, device=device)
         self.q_proj = nn.Linear(width, attn_dim, bias=False, device=device)
         self.k_proj = nn.Linear(width, attn_dim, bias=False, device=device)
@@ -138,16 +140,15 @@ class ClassAwarePromptBlock(nn.Module):
 
 
 class CAVPT(nn.Module):
-    """Class-aware visual prompt tuning: one ``ClassAwarePromptBlock`` per prompted block."""
+    """Class-aware visual prompt tuning: one ``ClassAwarePromptBlock`` per prompted block
+    (``settings`` is a ``CAVPTCfg``: key/value tokens and attention width)."""
 
-    def __init__(self, n_blocks, text_dim, width, n_classes, n_kv=10, attn_dim=32, device=None):
+    def __init__(self, n_blocks, settings, *, text_dim, width, n_classes, device=None):
         super().__init__()
-        if n_kv < 0 or attn_dim < 1:
-            raise ValueError(
-                f"need cavpt_n_kv >= 0 and cavpt_attn_dim >= 1, got {n_kv}, {attn_dim}"
-            )
         self.blocks = nn.ModuleList(
-            ClassAwarePromptBlock(text_dim, width, n_classes, n_kv, attn_dim, device=device)
+            ClassAwarePromptBlock(
+                text_dim, width, n_classes, settings.n_kv, settings.attn_dim, device=device
+            )
             for _ in range(n_blocks)
         )
 

@@ -3,6 +3,7 @@
 from collections import OrderedDict
 
 from models.base import ModelOutput, PromptTuningModel, l2_normalize
+from models.settings import VisualPromptCfg
 from models.visual import DeepVisualPrompt, PromptedViT, require_vit
 from models.zeroshot import ZeroShotCLIP
 
@@ -10,14 +11,14 @@ from models.zeroshot import ZeroShotCLIP
 class VPTModel(PromptTuningModel):
     """Logits of the prompted image features against the template's text features T0."""
 
-    def __init__(self, clip_model, classnames, template, vpt_n_ctx=10):
+    def __init__(self, clip_model, classnames, template, *, vpt_cfg=VisualPromptCfg()):
         require_vit(clip_model, "VPT")
         super().__init__(clip_model)
         self.zeroshot = ZeroShotCLIP(clip_model, classnames, template)
         self.image_encoder = PromptedViT(clip_model.visual)
         self.visual_prompt = DeepVisualPrompt(
             self.image_encoder.n_layers,
-            vpt_n_ctx,
+            vpt_cfg.n_ctx,
             self.image_encoder.width,
             device=clip_model.logit_scale.device,
         )

@@ -22,8 +22,8 @@ class ZeroShotCLIP(nn.Module):
     def image_features(self, images):
         """f0: normalised features of the unprompted image encoder, [B, E].
 
-        Without autograd: nothing in this branch learns, and its top-K and logits1 only need
-        the values."""
+        Without autograd: nothing in this branch learns, and its top-K and the guidance logits
+        only need the values."""
         return l2_normalize(self.encoder(images.to(self.input_dtype)))
 
     @torch.no_grad()

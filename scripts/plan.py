@@ -62,11 +62,11 @@ class Job:
 def run_config(argv):
     """The config train.py builds from ``argv`` (checks trainer and dataset names too)."""
     import train  # registers trainers, datasets and their config keys
-    from engine.config import setup_cfg
 
     args = train.build_parser().parse_args(argv)
-    cfg = setup_cfg(args)
-    train.check_args(args, cfg)
+    engine = train.load_engine(args.engine)
+    cfg = engine.setup_cfg(args)
+    engine.check_names(cfg)
     return cfg
 
 

@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from engine.trainer import RESULTS_FILE as RESULTS
+from engine.rundir import RESULTS_FILE as RESULTS
 from scripts.naming import OTHER, RunId, parse_run_dir, seed_of_dir
 
 LOG = "log.txt"

@@ -1,12 +1,30 @@
-"""Suite-wide fixtures."""
+"""Suite-wide fixtures: threads, the reference outputs, a small CLIP, class names, a batch and
+a model builder that the model tests share."""
 
+import copy
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from models import (
+    CAVPTCfg,
+    CoOpModel,
+    DPTModel,
+    GuidanceCfg,
+    TextPromptCfg,
+    VisualPromptCfg,
+    VLPModel,
+    VPTModel,
+)
+from tests.clip_fixtures import make_clip
+
 GOLDEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "golden"
+# Single-token and multi-token names (underscores read as spaces, as in split files).
+CLASSNAMES = ["face", "leopard", "golden_retriever", "sea_lion_pup", "motor_bike"]
+TEMPLATE = "a photo of a {}."
+N_BLOCKS = 3  # ViT blocks of the shared small CLIP
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -33,3 +51,55 @@ def golden_dir():
             pytest.fail(f"{message} (CI is set: the golden tests must run)")
         pytest.skip(message)
     return GOLDEN_DIR
+
+
+@pytest.fixture(scope="session")
+def classnames():
+    return list(CLASSNAMES)
+
+
+@pytest.fixture(scope="session")
+def small_clip():
+    """A float32 ViT CLIP (3 blocks of width 64, 32x32 images) shared by the whole session:
+    tests that change it (casting, training) work on a ``copy.deepcopy``."""
+    return make_clip(seed=3, vision_layers=N_BLOCKS).float().eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def image_batch():
+    """Four normalised-looking 32x32 images and their labels."""
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    return images, torch.tensor([0, 1, 4, 3])
+
+
+SMALL_SETTINGS = dict(
+    text_cfg=TextPromptCfg(n_ctx=4),
+    vpt_cfg=VisualPromptCfg(n_ctx=2),
+    guidance_cfg=GuidanceCfg(epochs=2),
+    cavpt_cfg=CAVPTCfg(first_block=2, top_k=3),
+)
+MODEL_TYPES = {"coop": CoOpModel, "vpt": VPTModel, "vlp": VLPModel, "dpt": DPTModel}
+SETTINGS_OF = {
+    "coop": ("text_cfg",),
+    "vpt": ("vpt_cfg",),
+    "vlp": ("text_cfg", "vpt_cfg", "guidance_cfg"),
+    "dpt": ("text_cfg", "vpt_cfg", "guidance_cfg", "cavpt_cfg"),
+}
+
+
+@pytest.fixture(scope="session")
+def build_model(small_clip):
+    """``build_model(kind, clip_model=None, classnames=CLASSNAMES, seed=0, **settings)``: a
+    CoOp/VPT/VLP/DPT model with small settings (any of them replaced by keyword) on a copy
+    of the shared CLIP, its prompts initialised after ``torch.manual_seed(seed)``."""
+
+    def build(kind, clip_model=None, classnames=CLASSNAMES, seed=0, template=TEMPLATE, **settings):
+        clip_model = copy.deepcopy(small_clip) if clip_model is None else clip_model
+        kwargs = {name: settings.pop(name, SMALL_SETTINGS[name]) for name in SETTINGS_OF[kind]}
+        kwargs.update(settings)
+        torch.manual_seed(seed)
+        if kind == "coop":
+            return CoOpModel(clip_model, classnames, **kwargs)
+        return MODEL_TYPES[kind](clip_model, classnames, template, **kwargs)
+
+    return build

@@ -8,21 +8,20 @@ import torch
 import train
 from models.base import l2_normalize
 from models.cocoop import CoCoOpModel
+from models.settings import CoCoOpCfg
 from models.speed import PLAIN, Speed, apply_speed
-from tests.clip_fixtures import make_clip
+from tests.conftest import CLASSNAMES
 from tests.run_fixtures import make_workspace, train_argv
 
-CLASSNAMES = ["face", "leopard", "golden_retriever", "sea_lion_pup"]
+
+@pytest.fixture(scope="module")
+def clip_model(small_clip):
+    return small_clip
 
 
 @pytest.fixture(scope="module")
-def clip_model():
-    return make_clip(seed=1).float().eval().requires_grad_(False)
-
-
-@pytest.fixture(scope="module")
-def images():
-    return torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+def images(image_batch):
+    return image_batch[0][:3]
 
 
 def reference_logits(model, images):
@@ -54,7 +53,8 @@ def logits_and_grads(model, compute_logits):
 @pytest.mark.parametrize("per_pass", [1, 2, 0])
 def test_every_text_path_matches_the_reference(clip_model, images, per_pass, speed):
     torch.manual_seed(0)
-    model = CoCoOpModel(clip_model, CLASSNAMES, n_ctx=4, images_per_text_pass=per_pass)
+    settings = CoCoOpCfg(n_ctx=4, images_per_text_pass=per_pass)
+    model = CoCoOpModel(clip_model, CLASSNAMES, cocoop_cfg=settings)
     with torch.no_grad():  # a meta-net far from zero, so that the bias matters
         model.prompt_learner.meta_net.linear2.weight.normal_(std=0.5)
     apply_speed(model, speed)
@@ -68,7 +68,7 @@ def test_every_text_path_matches_the_reference(clip_model, images, per_pass, spe
 
 
 def test_state_dict_has_cocoop_keys_and_no_class_buffers(clip_model):
-    model = CoCoOpModel(clip_model, CLASSNAMES, ctx_init="a photo of a")
+    model = CoCoOpModel(clip_model, CLASSNAMES, cocoop_cfg=CoCoOpCfg(ctx_init="a photo of a"))
     state = model.prompt_learner.state_dict()
     assert set(state) == {"ctx", "meta_net.linear1.weight", "meta_net.linear1.bias",
                           "meta_net.linear2.weight", "meta_net.linear2.bias"}  # fmt: skip

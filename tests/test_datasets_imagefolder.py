@@ -12,7 +12,7 @@ from datasets.imagefolder import ImageFolder
 from engine.data import DataManager
 from tests.clip_fixtures import save_clip_checkpoint
 from tests.data_fixtures import data_cfg, make_image_folder
-from trainers.base import ClipTrainer
+from trainers import builtin
 
 CLASSES = {"n001": 6, "n002": 5, "red_car": 8}
 
@@ -95,9 +95,9 @@ def test_trainers_prompt_with_the_folders_template_and_names(
 ):
     """No code: a folder, its template and class names, and train.py."""
     seen = []
-    real_template = ClipTrainer.template
+    real_template = builtin.template_for
     monkeypatch.setattr(
-        ClipTrainer, "template", lambda self: seen.append(real_template(self)) or seen[-1]
+        builtin, "template_for", lambda *args: seen.append(real_template(*args)) or seen[-1]
     )
     data = make_image_folder(tmp_path / "data", {"n001": 5, "n002": 5}, size=(32, 32))
     (tmp_path / "data" / "template.txt").write_text("a drawing of a {}.\n")

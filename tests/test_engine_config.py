@@ -1,9 +1,23 @@
 import argparse
+import subprocess
+import sys
 
 import pytest
+from yacs.config import CfgNode as CN
 
 import trainers  # noqa: F401  (registers the trainers' config blocks)
-from engine.config import cfg_digest, get_cfg_default, merge_from_file, merge_from_list, setup_cfg
+from engine.config import (
+    CFG_EXTENSIONS,
+    _all_keys,
+    _dassl_defaults,
+    cfg_digest,
+    get_cfg_default,
+    inert_settings,
+    merge_from_file,
+    merge_from_list,
+    setup_cfg,
+)
+from tests.run_fixtures import REPO
 
 
 def _args(**kw):
@@ -80,3 +94,61 @@ def test_digest_changes_with_config():
     assert cfg_digest(a) == cfg_digest(b)
     b.OPTIM.LR = 1.0
     assert cfg_digest(a) != cfg_digest(b)
+
+
+TRAINER_MODULES = ["zsclip", "coop", "cocoop", "vpt", "vlp", "dpt", "builtin"]
+
+
+@pytest.mark.parametrize("module", TRAINER_MODULES)
+def test_each_trainer_module_imports_alone_with_every_key_it_reads(module):
+    """In a fresh interpreter, importing one trainer module declares every key its method
+    reads: a run of that trainer alone does not depend on the package importing the others."""
+    code = (
+        f"import trainers.{module} as m\n"
+        "from engine.config import get_cfg_default\n"
+        "from engine.registry import TRAINER_REGISTRY\n"
+        "cfg = get_cfg_default()\n"
+        "for name in TRAINER_REGISTRY.names():\n"
+        "    TRAINER_REGISTRY.get(name)(cfg)\n"
+        "print(sorted(TRAINER_REGISTRY.names()))\n"
+    )
+    # The package's __init__ imports every module; load the one module by path instead.
+    bootstrap = (
+        "import importlib.util, sys, types\n"
+        "pkg = types.ModuleType('trainers'); pkg.__path__ = ['trainers']\n"
+        "sys.modules['trainers'] = pkg\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", bootstrap + code], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_every_config_block_has_one_owner():
+    """Each extension declares its keys on Dassl's defaults alone (it needs no other
+    extension's block) and no key is declared by two extensions."""
+    owners = {}
+    for extend in CFG_EXTENSIONS:
+        cfg = _dassl_defaults()
+        before = set(_all_keys(cfg))
+        extend(cfg)
+        for key in set(_all_keys(cfg)) - before:
+            node = cfg
+            for part in key.split("."):
+                node = node[part]
+            if not isinstance(node, CN):
+                assert key not in owners, f"{key}: {owners[key]} and {extend.__module__}"
+                owners[key] = extend.__module__
+    assert owners["TRAINER.VPT.N_CTX"] == "trainers.vpt"
+    assert owners["TRAINER.DPT.TEXT_LR"] == owners["PRETRAIN.C"] == "trainers.dpt"
+    assert owners["TRAINER.COOP.PREC"] == "trainers.method"
+
+
+def test_inert_dassl_keys_are_noted_when_set():
+    cfg = get_cfg_default()
+    assert inert_settings(cfg) == []
+    merge_from_list(cfg, ["OPTIM.STAGED_LR", "True", "MODEL.HEAD.NAME", "mlp", "OPTIM.LR", "0.1"])
+    assert inert_settings(cfg) == [
+        ("MODEL.HEAD.NAME", "mlp", ""),
+        ("OPTIM.STAGED_LR", True, False),
+    ]

@@ -5,6 +5,7 @@ import warnings
 import pytest
 import torch
 
+from models.settings import SettingError, TextPromptCfg
 from models.text import (
     LearnedTextFeatures,
     PromptLearner,
@@ -12,14 +13,16 @@ from models.text import (
     count_tokens,
     encode_template,
 )
-from tests.clip_fixtures import make_clip
-
-CLASSNAMES = ["face", "leopard", "golden_retriever", "sea_lion_pup"]
+from tests.conftest import CLASSNAMES
 
 
 @pytest.fixture(scope="module")
-def clip_model():
-    return make_clip(seed=1).float().eval().requires_grad_(False)
+def clip_model(small_clip):
+    return small_clip
+
+
+def learner_with(clip_model, classnames=CLASSNAMES, **settings):
+    return PromptLearner(clip_model, classnames, settings=TextPromptCfg(**settings))
 
 
 def coop_reference_prompts(learner, ctx, token_embedding):
@@ -54,8 +57,8 @@ def test_template_features_match_clip_encode_text(clip_model):
 @pytest.mark.parametrize("position", ["end", "middle", "front"])
 @pytest.mark.parametrize("csc", [False, True])
 def test_prompt_layout_matches_coop(clip_model, position, csc):
-    learner = PromptLearner(clip_model, CLASSNAMES, n_ctx=5, csc=csc, class_token_position=position)
-    assert learner.ctx.shape == ((4, 5, 64) if csc else (5, 64))
+    learner = learner_with(clip_model, CLASSNAMES, n_ctx=5, csc=csc, class_token_position=position)
+    assert learner.ctx.shape == ((len(CLASSNAMES), 5, 64) if csc else (5, 64))
     assert learner.ctx.dtype == torch.float32
     with torch.no_grad():
         learner.ctx.normal_()
@@ -69,7 +72,7 @@ def test_prompt_layout_matches_coop(clip_model, position, csc):
 
 
 def test_ctx_init_gives_the_template_features(clip_model):
-    learner = PromptLearner(clip_model, CLASSNAMES, n_ctx=16, ctx_init="a_photo_of_a")
+    learner = learner_with(clip_model, CLASSNAMES, n_ctx=16, ctx_init="a_photo_of_a")
     assert learner.n_ctx == 4 and learner.ctx.shape == (4, 64)
     text = LearnedTextFeatures(clip_model, learner)
     with torch.no_grad():
@@ -81,27 +84,29 @@ def test_ctx_init_gives_the_template_features(clip_model):
 
 def test_ctx_init_shares_context_even_with_csc(clip_model):
     with pytest.warns(UserWarning, match="csc=True is ignored"):
-        learner = PromptLearner(clip_model, CLASSNAMES, ctx_init="a photo of", csc=True)
+        learner = learner_with(clip_model, CLASSNAMES, ctx_init="a photo of", csc=True)
     assert learner.ctx.shape == (3, 64)
 
 
 def test_too_long_class_name_names_class_and_limit(clip_model):
     long_name = "very " * 75 + "long_cat"
     with pytest.raises(ValueError, match=r"class 'very .*long_cat'.*context length of 77"):
-        PromptLearner(clip_model, ["cat", long_name], n_ctx=16)
+        learner_with(clip_model, ["cat", long_name], n_ctx=16)
     with pytest.raises(ValueError, match="long_cat"):
         encode_template(clip_model, ["cat", long_name], "a photo of a {}.")
 
 
 def test_invalid_arguments(clip_model):
-    with pytest.raises(ValueError, match="class_token_position"):
-        PromptLearner(clip_model, CLASSNAMES, class_token_position="start")
-    with pytest.raises(ValueError, match="n_ctx"):
-        PromptLearner(clip_model, CLASSNAMES, n_ctx=0)
+    with pytest.raises(SettingError, match="class_token_position"):
+        learner_with(clip_model, CLASSNAMES, class_token_position="start")
+    with pytest.raises(SettingError, match="n_ctx"):
+        learner_with(clip_model, CLASSNAMES, n_ctx=0)
+    with pytest.raises(ValueError, match="at least one class name"):
+        learner_with(clip_model, [])
 
 
 def test_text_features_cached_at_eval_until_ctx_changes(clip_model):
-    text = LearnedTextFeatures(clip_model, PromptLearner(clip_model, CLASSNAMES, n_ctx=4))
+    text = LearnedTextFeatures(clip_model, learner_with(clip_model, CLASSNAMES, n_ctx=4))
     text.eval()
     with torch.no_grad():
         first = text()
@@ -130,5 +135,5 @@ def test_text_encoder_is_causal(clip_model):
 def test_multi_token_ctx_init_word_warns(clip_model):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        PromptLearner(clip_model, CLASSNAMES, ctx_init="a photo of aeroplanes")
+        learner_with(clip_model, CLASSNAMES, ctx_init="a photo of aeroplanes")
     assert any("BPE tokens" in str(w.message) for w in caught)

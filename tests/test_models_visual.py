@@ -4,18 +4,18 @@ import pytest
 import torch
 from clip.model import CLIP
 
+from models.settings import CAVPTCfg
 from models.visual import CAVPT, DeepVisualPrompt, PromptedViT, require_vit
-from tests.clip_fixtures import make_clip
 
 
 @pytest.fixture(scope="module")
-def clip_model():
-    return make_clip(seed=2, vision_layers=3).float().eval().requires_grad_(False)
+def clip_model(small_clip):
+    return small_clip
 
 
 @pytest.fixture(scope="module")
-def images():
-    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+def images(image_batch):
+    return image_batch[0][:2]
 
 
 def test_without_prompts_it_is_clip(clip_model, images):
@@ -51,7 +51,8 @@ def test_appended_tokens_are_dropped_after_each_block(clip_model, images):
 
 
 def test_cavpt_block_shapes_and_detached_keys():
-    cavpt = CAVPT(n_blocks=2, text_dim=32, width=64, n_classes=5, n_kv=3, attn_dim=8)
+    settings = CAVPTCfg(n_kv=3, attn_dim=8)
+    cavpt = CAVPT(2, settings, text_dim=32, width=64, n_classes=5)
     tokens = torch.randn(17, 2, 64, requires_grad=True)
     class_text = torch.randn(2, 4, 32, requires_grad=True)
     prompts, logits = cavpt(1, tokens, class_text)
@@ -66,7 +67,7 @@ def test_cavpt_block_shapes_and_detached_keys():
 
 
 def test_cavpt_in_half_precision_keeps_float32_parameters():
-    cavpt = CAVPT(n_blocks=1, text_dim=32, width=64, n_classes=5)
+    cavpt = CAVPT(1, CAVPTCfg(), text_dim=32, width=64, n_classes=5)
     tokens = torch.randn(17, 2, 64).to(torch.bfloat16)
     prompts, logits = cavpt(0, tokens, torch.randn(2, 3, 32).to(torch.bfloat16))
     assert prompts.dtype == logits.dtype == torch.bfloat16

@@ -10,10 +10,10 @@ import torch
 
 import train
 from engine.config import setup_cfg
-from engine.registry import TRAINER_REGISTRY
 from models.upstream import UPSTREAM_MODULES, upstream_to_ours
 from tests.data_fixtures import make_image_folder
 from tests.run_fixtures import REPO
+from trainers.builtin import build_trainer
 
 EPOCH = 5
 
@@ -59,7 +59,7 @@ def dpt_argv(root, out, data="data", *flags):
 
 def test_eval_only_loads_the_original_layout(workspace, golden, tmp_path):
     args = train.build_parser().parse_args(dpt_argv(workspace, tmp_path / "x"))
-    trainer = TRAINER_REGISTRY.get("DPT")(setup_cfg(args))
+    trainer = build_trainer(setup_cfg(args))
     trainer.load_model(str(workspace / "original_run"))
     expected, _, _ = upstream_to_ours(golden["upstream_state_dict"])
     loaded = trainer.model.learnable_state_dict()

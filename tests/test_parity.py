@@ -1,5 +1,6 @@
 """Our models against the original code's reference outputs (../shared/golden)."""
 
+import copy
 import importlib.util
 import subprocess
 import sys
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from models import CAVPTCfg, CoOpModel, VisualPromptCfg
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDENS = ["coop", "vpt", "vlp", "dpt"]
@@ -55,20 +58,19 @@ def test_command_line(golden_dir):
     assert float(last.split("=")[1]) <= 1e-4
 
 
-def export_golden(kind, config, **model_kwargs):
+def export_golden(kind, config, clip_model, **model_settings):
     """A golden in the reference format, from our own model: checks the tool's plumbing for
     settings the shared goldens do not cover (not the semantics, which they check)."""
     from clip.model import convert_weights
 
-    from models import CoOpModel, DPTModel, VLPModel
-    from models.upstream import ours_to_upstream
-    from tests.clip_fixtures import make_clip
+    from models import DPTModel, GuidanceCfg, TextPromptCfg, VLPModel
+    from models.upstream import ours_to_upstream, upstream_buffers
 
-    source = make_clip(seed=7, vision_layers=3)
+    source = copy.deepcopy(clip_model)
     convert_weights(source)  # the original runs CLIP's matrices rounded to float16
     clip_state_dict = {key: value.float() for key, value in source.state_dict().items()}
     clip_model = parity.build_clip(clip_state_dict)
-    text = dict(
+    text_cfg = TextPromptCfg(
         n_ctx=config["text_n_ctx"],
         ctx_init=config["text_ctx_init"],
         csc=config["text_csc"],
@@ -77,10 +79,11 @@ def export_golden(kind, config, **model_kwargs):
     classnames, template = config["classnames"], config["template"]
     torch.manual_seed(123)
     if kind == "coop":
-        model = CoOpModel(clip_model, classnames, **text)
+        model = CoOpModel(clip_model, classnames, text_cfg=text_cfg)
     else:
         cls = DPTModel if kind == "dpt" else VLPModel
-        model = cls(clip_model, classnames, template, **text, pretrain_c=1, **model_kwargs)
+        model = cls(clip_model, classnames, template, text_cfg=text_cfg,
+                    guidance_cfg=GuidanceCfg(epochs=1), **model_settings)  # fmt: skip
     images = torch.randn(3, 3, 32, 32)
     labels = torch.tensor([0, 2, 1])
     params = {
@@ -95,7 +98,7 @@ def export_golden(kind, config, **model_kwargs):
         "clip_state_dict": clip_state_dict,
         "upstream_state_dict": {
             **ours_to_upstream(model.learnable_state_dict()),
-            **model.upstream_buffers(),
+            **upstream_buffers(model),
         },
         "trainable": list(ours_to_upstream({k: p.detach() for k, p in params.items()})),
         "inputs": {"images": images, "labels": labels},
@@ -108,17 +111,16 @@ def export_golden(kind, config, **model_kwargs):
         loss, parts = model.compute_loss(out, labels, epoch)
         loss.backward()
         golden["loss"][phase] = loss.detach()
-        golden["loss"]["layer_loss"] = parts.get("layer_loss")
-        golden["loss"]["n_selected"] = parts.get("n_selected", 0)
+        golden["loss"]["layer_loss"] = parts.get("cavpt_loss")
+        golden["loss"]["n_selected"] = parts.get("cavpt_triples", 0)
         grads = {k: p.grad for k, p in params.items() if p.grad is not None}
         golden["grads"][phase] = ours_to_upstream(grads) if grads else {}
-        golden["outputs"] = {
-            "logits": out.logits.detach(),
-            "logits1": None if out.logits1 is None else out.logits1.detach(),
-            "logits2": None if out.logits2 is None else out.logits2.detach(),
-            "layer_logits": [layer.detach() for layer in out.layer_logits or []],
-            "indices": out.indices,
-        }
+        golden["outputs"] = {"logits": out.logits.detach()}
+        for theirs, ours in parity.GUIDANCE_OUTPUTS.items():
+            value = getattr(out, ours, None)
+            golden["outputs"][theirs] = None if value is None else value.detach()
+        golden["outputs"]["layer_logits"] = [x.detach() for x in getattr(out, "cavpt_logits", [])]
+        golden["outputs"]["indices"] = getattr(out, "top_k_classes", None)
     model.eval()
     with torch.no_grad():
         golden["outputs"]["eval_logits"] = model(images).logits
@@ -129,19 +131,22 @@ SETTINGS = {
     "dpt-bottomlimit1-csc-front": (
         "dpt",
         dict(text_n_ctx=3, text_csc=True, text_ctx_init="", class_token_position="front"),
-        dict(bottomlimit=1, cpn=2, vpt_n_ctx=2),
+        dict(cavpt_cfg=CAVPTCfg(first_block=1, top_k=2), vpt_cfg=VisualPromptCfg(n_ctx=2)),
     ),
     "dpt-last-block-ctx-init-middle": (
         "dpt",
         dict(
             text_n_ctx=8, text_csc=False, text_ctx_init="a_photo_of", class_token_position="middle"
         ),
-        dict(bottomlimit=3, cpn=3, vpt_n_ctx=1, cavpt_n_kv=4, cavpt_attn_dim=16),
+        dict(
+            cavpt_cfg=CAVPTCfg(first_block=3, top_k=3, n_kv=4, attn_dim=16),
+            vpt_cfg=VisualPromptCfg(n_ctx=1),
+        ),
     ),
     "vlp-csc-middle": (
         "vlp",
         dict(text_n_ctx=3, text_csc=True, text_ctx_init="", class_token_position="middle"),
-        dict(vpt_n_ctx=2),
+        dict(vpt_cfg=VisualPromptCfg(n_ctx=2)),
     ),
     "coop-ctx-init": (
         "coop",
@@ -152,20 +157,21 @@ SETTINGS = {
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_tool_reads_other_settings(setting, tmp_path):
-    kind, text, model_kwargs = SETTINGS[setting]
+def test_tool_reads_other_settings(setting, tmp_path, small_clip):
+    kind, text, model_settings = SETTINGS[setting]
+    cavpt_cfg = model_settings.get("cavpt_cfg", CAVPTCfg(first_block=3, top_k=3))
     config = dict(
         dataset_name="DescribableTextures",
         classnames=["banded", "bubbly", "cracked_glass"],
         template="{} texture.",
-        vpt_n_ctx=model_kwargs.get("vpt_n_ctx", 2),
-        bottomlimit=model_kwargs.get("bottomlimit", 3),
-        cpn=model_kwargs.get("cpn", 3),
-        alpha=0.3,
+        vpt_n_ctx=model_settings.get("vpt_cfg", VisualPromptCfg(n_ctx=2)).n_ctx,
+        bottomlimit=cavpt_cfg.first_block,
+        cpn=cavpt_cfg.top_k,
+        alpha=cavpt_cfg.loss_weight,
         **text,
     )
     path = tmp_path / f"{setting}.pt"
-    torch.save(export_golden(kind, config, **model_kwargs), path)
+    torch.save(export_golden(kind, config, small_clip, **model_settings), path)
     rows = parity.run_parity(path)
     failed = [row.line() for row in rows if not row.ok]
     assert not failed, "\n".join(failed)

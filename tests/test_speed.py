@@ -7,15 +7,13 @@ import torch
 
 import train
 from engine.config import setup_cfg
-from engine.registry import TRAINER_REGISTRY
-from models import CoOpModel, DPTModel, VLPModel, VPTModel
+from models.settings import TextPromptCfg
 from models.speed import PLAIN, Speed, apply_speed
 from models.text import LearnedTextFeatures, PromptLearner
-from tests.clip_fixtures import make_clip
+from tests.conftest import CLASSNAMES
 from tests.run_fixtures import make_workspace, train_argv
+from trainers.builtin import build_trainer
 
-CLASSNAMES = ["face", "leopard", "golden_retriever", "sea_lion_pup", "ant"]
-TEMPLATE = "a photo of a {}."
 TOL = 1e-5  # largest difference relative to the plain path's largest magnitude
 # Each switch on its own, and all of the defaults together.
 SETTINGS = {
@@ -36,14 +34,17 @@ def assert_same(ours, plain, tol=TOL):
 
 
 @pytest.fixture(scope="module")
-def clip_model():
-    return make_clip(seed=1, vision_layers=3).float().eval().requires_grad_(False)
+def clip_model(small_clip):
+    return small_clip
 
 
 @pytest.fixture(scope="module")
-def batch():
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn(4, 3, 32, 32, generator=generator), torch.tensor([0, 1, 2, 4])
+def batch(image_batch):
+    return image_batch
+
+
+def learner_with(clip_model, **settings):
+    return PromptLearner(clip_model, CLASSNAMES, settings=TextPromptCfg(**settings))
 
 
 def text_run(text, speed, train=True):
@@ -62,8 +63,9 @@ def text_run(text, speed, train=True):
      ("end", True, "", 1), ("end", False, "a_photo_of_a", 1 + 4)],
 )  # fmt: skip
 def test_shared_prefix_length(clip_model, position, csc, ctx_init, shared):
-    learner = PromptLearner(clip_model, CLASSNAMES, n_ctx=5, ctx_init=ctx_init, csc=csc,
-                            class_token_position=position)  # fmt: skip
+    learner = learner_with(
+        clip_model, n_ctx=5, ctx_init=ctx_init, csc=csc, class_token_position=position
+    )
     assert learner.shared_prefix_length == shared
     full, eos = learner(full_length=True)
     prefix = full[:, :shared]
@@ -75,24 +77,12 @@ def test_shared_prefix_length(clip_model, position, csc, ctx_init, shared):
 @pytest.mark.parametrize("position,csc", [("end", False), ("middle", False), ("front", True)])
 def test_text_features_and_gradients_match_the_plain_path(clip_model, setting, position, csc):
     torch.manual_seed(0)
-    learner = PromptLearner(clip_model, CLASSNAMES, n_ctx=5, csc=csc,
-                            class_token_position=position)  # fmt: skip
+    learner = learner_with(clip_model, n_ctx=5, csc=csc, class_token_position=position)
     text = LearnedTextFeatures(clip_model, learner)
     features, grad = text_run(text, SETTINGS[setting])
     plain_features, plain_grad = text_run(text, PLAIN)
     assert_same(features, plain_features)
     assert_same(grad, plain_grad)
-
-
-def build(kind, clip_model):
-    torch.manual_seed(0)
-    if kind == "CoOp":
-        return CoOpModel(clip_model, CLASSNAMES, n_ctx=4)
-    if kind == "VPT":
-        return VPTModel(clip_model, CLASSNAMES, TEMPLATE, vpt_n_ctx=3)
-    if kind == "VLP":
-        return VLPModel(clip_model, CLASSNAMES, TEMPLATE, n_ctx=4, vpt_n_ctx=3)
-    return DPTModel(clip_model, CLASSNAMES, TEMPLATE, n_ctx=4, vpt_n_ctx=3, bottomlimit=2, cpn=3)
 
 
 def model_run(model, speed, images, labels):
@@ -110,17 +100,17 @@ def model_run(model, speed, images, labels):
     return out, loss.detach(), grads, eval_logits
 
 
-@pytest.mark.parametrize("kind", ["CoOp", "VPT", "VLP", "DPT"])
-def test_models_match_the_plain_path_in_training_and_evaluation(clip_model, batch, kind):
-    model = build(kind, clip_model)
+@pytest.mark.parametrize("kind", ["coop", "vpt", "vlp", "dpt"])
+def test_models_match_the_plain_path_in_training_and_evaluation(build_model, batch, kind):
+    model = build_model(kind)
     fast = model_run(model, Speed(), *batch)
     plain = model_run(model, PLAIN, *batch)
-    for name in ("logits", "logits1", "logits2"):
-        if getattr(plain[0], name) is not None:
+    for name in ("logits", "frozen_image_logits", "frozen_text_logits"):
+        if getattr(plain[0], name, None) is not None:
             assert_same(getattr(fast[0], name), getattr(plain[0], name))
-    if kind == "DPT":
-        assert torch.equal(fast[0].indices, plain[0].indices)  # the same zero-shot top-K
-        for ours, theirs in zip(fast[0].layer_logits, plain[0].layer_logits, strict=True):
+    if kind == "dpt":
+        assert torch.equal(fast[0].top_k_classes, plain[0].top_k_classes)  # the same top-K
+        for ours, theirs in zip(fast[0].cavpt_logits, plain[0].cavpt_logits, strict=True):
             assert_same(ours, theirs)
     assert_same(fast[1], plain[1])
     assert fast[2].keys() == plain[2].keys()
@@ -129,8 +119,8 @@ def test_models_match_the_plain_path_in_training_and_evaluation(clip_model, batc
     assert_same(fast[3], plain[3])
 
 
-def test_zero_shot_branch_runs_without_autograd(clip_model, batch):
-    model = build("DPT", clip_model).train()
+def test_zero_shot_branch_runs_without_autograd(build_model, batch):
+    model = build_model("dpt").train()
     features = model.zeroshot.image_features(batch[0])
     assert features.grad_fn is None and not features.requires_grad
     apply_speed(model, PLAIN)
@@ -142,8 +132,8 @@ def test_zero_shot_branch_runs_without_autograd(clip_model, batch):
     )
 
 
-def test_compiled_blocks_match_eager(clip_model, batch):
-    model = build("DPT", clip_model)
+def test_compiled_blocks_match_eager(build_model, batch):
+    model = build_model("dpt")
     compiled = model_run(model, Speed(compile="aot_eager"), *batch)
     eager = model_run(model, Speed(), *batch)
     assert_same(compiled[1], eager[1])
@@ -153,7 +143,7 @@ def test_compiled_blocks_match_eager(clip_model, batch):
 
 
 def test_eval_mode_reuses_text_features_unless_switched_off(clip_model):
-    text = LearnedTextFeatures(clip_model, PromptLearner(clip_model, CLASSNAMES, n_ctx=4)).eval()
+    text = LearnedTextFeatures(clip_model, learner_with(clip_model, n_ctx=4)).eval()
     with torch.no_grad():
         assert text() is text()
         apply_speed(text, dataclasses.replace(Speed(), cache_text=False))
@@ -193,7 +183,7 @@ def dpt_argv(ws, out, *overrides):
 
 def dpt_trainer(ws, out, *overrides):
     args = train.build_parser().parse_args(dpt_argv(ws, out, *overrides))
-    return TRAINER_REGISTRY.get("DPT")(setup_cfg(args))
+    return build_trainer(setup_cfg(args))
 
 
 @pytest.mark.parametrize("cache", [True, False])

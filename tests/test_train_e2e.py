@@ -10,6 +10,7 @@ import torch
 
 import train
 from tests.run_fixtures import REPO, make_workspace, train_argv
+from trainers.builtin import ClipTrainer
 
 CLASSES = {"red_circle": 8, "green_square": 8, "blue_star": 8, "yellow_heart": 8}
 
@@ -89,14 +90,14 @@ def test_resume_after_crash_matches_uninterrupted_run(workspace, monkeypatch):
     train.main(coop_argv(workspace, straight))
 
     crashed = workspace["root"] / "crashed"
-    original_save = train.TRAINER_REGISTRY.get("CoOp").save_model
+    original_save = ClipTrainer.save_model
 
     def save_then_die(self, epoch, *args, **kwargs):
         original_save(self, epoch, *args, **kwargs)
         if epoch == 0:
             raise KeyboardInterrupt("killed after epoch 1")
 
-    monkeypatch.setattr(train.TRAINER_REGISTRY.get("CoOp"), "save_model", save_then_die)
+    monkeypatch.setattr(ClipTrainer, "save_model", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train.main(coop_argv(workspace, crashed))
     monkeypatch.undo()
@@ -113,13 +114,13 @@ def test_resume_after_crash_matches_uninterrupted_run(workspace, monkeypatch):
 
 def test_resume_refuses_a_changed_config(workspace, monkeypatch):
     out = workspace["root"] / "changed"
-    original_save = train.TRAINER_REGISTRY.get("CoOp").save_model
+    original_save = ClipTrainer.save_model
 
     def save_then_die(self, epoch, *args, **kwargs):
         original_save(self, epoch, *args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train.TRAINER_REGISTRY.get("CoOp"), "save_model", save_then_die)
+    monkeypatch.setattr(ClipTrainer, "save_model", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train.main(coop_argv(workspace, out))
     monkeypatch.undo()

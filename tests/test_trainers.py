@@ -9,8 +9,8 @@ import torch
 
 import train
 from engine.config import setup_cfg
-from engine.registry import TRAINER_REGISTRY
 from tests.run_fixtures import make_workspace, train_argv
+from trainers import builtin
 
 CLASSES = {name: 6 for name in ["ant", "bee", "cat", "dog", "eel", "fox"]}
 # Small DPT family settings: 3 visual tokens, CAVPT in the second of 2 blocks, K = 3.
@@ -35,7 +35,7 @@ def argv(ws, out, trainer, *flags, overrides=()):
 
 def build_trainer(ws, out, trainer, overrides=()):
     args = train.build_parser().parse_args(argv(ws, out, trainer, overrides=overrides))
-    return TRAINER_REGISTRY.get(trainer)(setup_cfg(args))
+    return builtin.build_trainer(setup_cfg(args))
 
 
 @pytest.mark.parametrize("prec", ["fp32", "bf16", "fp16", "amp", "amp_bf16"])
@@ -140,6 +140,10 @@ def test_zeroshot_baseline_is_reported_next_to_the_tuned_accuracy(workspace, tmp
         ("DPT", "TRAINER.ALPHA", "-0.1", "TRAINER.ALPHA (the CAVPT loss weight) must be >= 0"),
         ("VLP", "TRAINER.VPT.N_CTX", "0", "TRAINER.VPT.N_CTX (visual prompt tokens per block)"),
         ("VPT", "TRAINER.VPT.N_CTX", "0", "must be >= 1, got 0"),
+        ("DPT", "TRAINER.DPT.CAVPT_N_KV", "0", "TRAINER.DPT.CAVPT_N_KV (CAVPT key/value tokens)"),
+        ("CoOp", "TRAINER.COOP.N_CTX", "0", "TRAINER.COOP.N_CTX (context tokens) must be >= 1"),
+        ("DPT", "TRAINER.COOP.CLASS_TOKEN_POSITION", "start", "CLASS_TOKEN_POSITION must be one"),
+        ("CoCoOp", "TRAINER.COCOOP.IMAGES_PER_TEXT_PASS", "-1", "IMAGES_PER_TEXT_PASS (images"),
     ],
 )
 def test_out_of_range_prompt_settings_fail_before_clip_or_data_load(
@@ -149,3 +153,9 @@ def test_out_of_range_prompt_settings_fail_before_clip_or_data_load(
     overrides = (key, value, "MODEL.BACKBONE.NAME", str(tmp_path / "missing.pt"))
     with pytest.raises(ValueError, match=re.escape(message)):
         train.main(argv(workspace, tmp_path / "bad", trainer, overrides=overrides))
+
+
+def test_first_cavpt_block_beyond_the_depth_names_the_key(workspace, tmp_path):
+    overrides = ("TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "3")  # the workspace CLIP has 2 blocks
+    with pytest.raises(ValueError, match=r"TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT must be in 1..2"):
+        train.main(argv(workspace, tmp_path / "deep", "DPT", overrides=overrides))

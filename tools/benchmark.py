@@ -70,9 +70,7 @@ ARCHITECTURES = {
 }
 # Class names of one to four common words (one BPE token each), as in real datasets.
 WORDS = "red small garden house wild sea black mountain river golden tree bird dog cat fish"
-# The original's launch setting (configs/trainers/DPT/vit_b32.yaml).
 TEMPLATE = "a photo of a {}."
-DPT_SETTING = dict(n_ctx=16, vpt_n_ctx=10, bottomlimit=12, cpn=10, alpha=0.3, pretrain_c=30)
 
 
 @dataclasses.dataclass
@@ -94,10 +92,12 @@ def build_model(method, clip_model, n_classes, path, device):
         copy.deepcopy(clip_model), MixedPrecision(path.precision, device).weight_dtype
     ).to(device)
     names = class_names(n_classes)
+    # The settings' defaults are the original launch script's: 16 text tokens, 10 visual
+    # tokens, CAVPT from block 12 with K = 10.
     if method == "CoOp":
-        model = CoOpModel(clip_model, names, n_ctx=16)
+        model = CoOpModel(clip_model, names)
     else:
-        model = DPTModel(clip_model, names, TEMPLATE, **DPT_SETTING)
+        model = DPTModel(clip_model, names, TEMPLATE)
     return apply_speed(model.to(device), path.speed)
 
 

@@ -30,13 +30,24 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     from clip.model import build_model  # noqa: E402
 
-from models import CoOpModel, DPTModel, VLPModel, VPTModel  # noqa: E402
-from models.upstream import ours_to_upstream  # noqa: E402
+from models import (  # noqa: E402
+    CAVPTCfg,
+    CoOpModel,
+    DPTModel,
+    GuidanceCfg,
+    TextPromptCfg,
+    VisualPromptCfg,
+    VLPModel,
+    VPTModel,
+)
+from models.upstream import load_upstream_state_dict, ours_to_upstream  # noqa: E402
 
 FORMAT = "dpt-golden-v1"
 TOLERANCE = 1e-4  # relative to the reference's largest magnitude
 PRETRAIN_C = 1  # epoch 0 is before PRETRAIN.C (guidance terms on), epoch 1 after
 CAVPT = "image_encoder.transformer.extractor"
+# the golden's (the original code's) output names -> ours
+GUIDANCE_OUTPUTS = {"logits1": "frozen_image_logits", "logits2": "frozen_text_logits"}
 
 
 @dataclass
@@ -92,7 +103,7 @@ def build_clip(state_dict):
 
 def build_our_model(kind, config, clip_model, upstream_state_dict):
     """Our model of the golden's type; CAVPT sizes are read off the saved parameters."""
-    text = dict(
+    text_cfg = TextPromptCfg(
         n_ctx=config["text_n_ctx"],
         ctx_init=config.get("text_ctx_init") or "",
         csc=bool(config["text_csc"]),
@@ -100,25 +111,22 @@ def build_our_model(kind, config, clip_model, upstream_state_dict):
     )
     classnames, template = config["classnames"], config["template"]
     if kind == "coop":
-        return CoOpModel(clip_model, classnames, **text)
+        return CoOpModel(clip_model, classnames, text_cfg=text_cfg)
+    vpt_cfg = VisualPromptCfg(n_ctx=config["vpt_n_ctx"])
     if kind == "vpt":
-        return VPTModel(clip_model, classnames, template, vpt_n_ctx=config["vpt_n_ctx"])
+        return VPTModel(clip_model, classnames, template, vpt_cfg=vpt_cfg)
+    dual = dict(text_cfg=text_cfg, vpt_cfg=vpt_cfg, guidance_cfg=GuidanceCfg(epochs=PRETRAIN_C))
     if kind == "vlp":
-        return VLPModel(
-            clip_model, classnames, template, **text, vpt_n_ctx=config["vpt_n_ctx"],
-            pretrain_c=PRETRAIN_C,
-        )  # fmt: skip
+        return VLPModel(clip_model, classnames, template, **dual)
     if kind == "dpt":
-        return DPTModel(
-            clip_model, classnames, template, **text,
-            vpt_n_ctx=config["vpt_n_ctx"],
-            bottomlimit=config["bottomlimit"],
-            cpn=config["cpn"],
-            alpha=config["alpha"],
-            cavpt_n_kv=upstream_state_dict[f"{CAVPT}.ctx"].shape[1],
-            cavpt_attn_dim=upstream_state_dict[f"{CAVPT}.attns.0.qmlp.weight"].shape[0],
-            pretrain_c=PRETRAIN_C,
-        )  # fmt: skip
+        cavpt_cfg = CAVPTCfg(
+            first_block=config["bottomlimit"],
+            top_k=config["cpn"],
+            loss_weight=config["alpha"],
+            n_kv=upstream_state_dict[f"{CAVPT}.ctx"].shape[1],
+            attn_dim=upstream_state_dict[f"{CAVPT}.attns.0.qmlp.weight"].shape[0],
+        )
+        return DPTModel(clip_model, classnames, template, **dual, cavpt_cfg=cavpt_cfg)
     raise ValueError(f"unknown model type {kind!r} (expected dpt, vlp, vpt or coop)")
 
 
@@ -164,18 +172,18 @@ def compare_trainable(model, reference_names):
 
 def compare_outputs(out, reference):
     rows = [compare_tensors("outputs.logits", out.logits, reference["logits"])]
-    for name in ("logits1", "logits2"):
+    for name, ours in GUIDANCE_OUTPUTS.items():
         if reference.get(name) is not None:
-            rows.append(compare_tensors(f"outputs.{name}", getattr(out, name), reference[name]))
+            rows.append(compare_tensors(f"outputs.{name}", getattr(out, ours), reference[name]))
     ref_layers = reference.get("layer_logits") or []
-    ours_layers = out.layer_logits or []
+    ours_layers = getattr(out, "cavpt_logits", None) or []
     if len(ours_layers) != len(ref_layers):
         note = f"{len(ours_layers)} CAVPT blocks vs reference {len(ref_layers)}"
         rows.append(Comparison("outputs.layer_logits", float("inf"), float("inf"), False, note))
     for j, (ours, ref) in enumerate(zip(ours_layers, ref_layers)):
         rows.append(compare_tensors(f"outputs.layer_logits[{j}]", ours, ref))
     if reference.get("indices") is not None:
-        rows.append(compare_exact("outputs.indices", out.indices, reference["indices"]))
+        rows.append(compare_exact("outputs.indices", out.top_k_classes, reference["indices"]))
     return rows
 
 
@@ -201,11 +209,11 @@ def compare_cavpt_terms(parts, reference_loss):
     if reference_loss.get("layer_loss") is not None:
         rows.append(
             compare_tensors(
-                "loss.layer_loss", parts.get("layer_loss"), reference_loss["layer_loss"]
+                "loss.layer_loss", parts.get("cavpt_loss"), reference_loss["layer_loss"]
             )
         )
     n_selected = reference_loss.get("n_selected", 0)
-    rows.append(compare_exact("loss.n_selected", parts.get("n_selected", 0), n_selected))
+    rows.append(compare_exact("loss.n_selected", parts.get("cavpt_triples", 0), n_selected))
     return rows
 
 
@@ -214,7 +222,7 @@ def compare_golden(golden, clip_model):
     torch.manual_seed(0)
     upstream_state_dict = golden["upstream_state_dict"]
     model = build_our_model(golden["model"], golden["config"], clip_model, upstream_state_dict)
-    model.load_upstream_state_dict(upstream_state_dict)
+    load_upstream_state_dict(model, upstream_state_dict)
     images, labels = golden["inputs"]["images"], golden["inputs"]["labels"]
 
     rows = []

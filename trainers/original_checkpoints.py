@@ -12,6 +12,7 @@ from engine.checkpoint import (
     epoch_name,
     latest_checkpoint,
     load_checkpoint,
+    read_run_states,
     save_checkpoint,
 )
 from models.upstream import UPSTREAM_MODULES, upstream_to_ours
@@ -65,3 +66,19 @@ def convert_original_run(src, dst, epoch=None):
                  "scheduler": None, "val_result": None}  # fmt: skip
         written.append(save_checkpoint(state, os.path.join(dst, name)))
     return written
+
+
+def read_trained_states(directory, names, epoch=None, best=False):
+    """State dicts of the modules ``names`` (our names) and their epoch, from a run directory
+    of this project, of Dassl, or of the original DPT code (detected by its folders)."""
+    if not is_original_layout(directory):
+        return read_run_states(directory, names, epoch, best)
+    modules, found_epoch = read_original_run(directory, epoch)
+    print(f"Loading weights from the original code's run directory {directory} "
+          f"(epoch = {found_epoch})")  # fmt: skip
+    missing = [name for name in names if name not in modules]
+    if missing:
+        raise FileNotFoundError(
+            f"{directory} has no checkpoint for {missing} (found {sorted(modules)})"
+        )
+    return {name: modules[name] for name in names}, found_epoch

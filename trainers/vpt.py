@@ -1,26 +1,26 @@
 """VPT: deep visual prompts in every ViT block, frozen hand-crafted text (DPT's ablation)."""
 
-from yacs.config import CfgNode as CN
-
 from engine.config import extend_cfg
 from engine.registry import TRAINER_REGISTRY
+from models.settings import VisualPromptCfg
 from models.vpt import VPTModel
-from trainers.base import ClipTrainer, check_at_least
+from trainers.method import Method
+from trainers.settings import ConfigKeys
+
+VISUAL_PROMPT_KEYS = ConfigKeys(VisualPromptCfg, n_ctx="TRAINER.VPT.N_CTX")
 
 
 @extend_cfg
 def vpt_cfg(cfg):
-    cfg.TRAINER.VPT = CN()
-    cfg.TRAINER.VPT.N_CTX = 10  # visual prompt tokens per block
+    VISUAL_PROMPT_KEYS.declare(cfg)  # TRAINER.VPT.N_CTX: visual prompt tokens per block
 
 
 @TRAINER_REGISTRY.register()
-class VPT(ClipTrainer):
-    def check_cfg(self, cfg):
-        super().check_cfg(cfg)
-        check_at_least(cfg, "TRAINER.VPT.N_CTX", 1, "visual prompt tokens per block")
+class VPT(Method):
+    config_keys = (VISUAL_PROMPT_KEYS,)
 
-    def create_model(self, clip_model, classnames):
-        return VPTModel(
-            clip_model, classnames, self.template(), vpt_n_ctx=self.cfg.TRAINER.VPT.N_CTX
-        )
+    def read_settings(self, cfg):
+        self.vpt_cfg = VISUAL_PROMPT_KEYS.read(cfg)
+
+    def create_model(self, clip_model, classnames, template):
+        return VPTModel(clip_model, classnames, template, vpt_cfg=self.vpt_cfg)

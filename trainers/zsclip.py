@@ -6,7 +6,7 @@ from engine.config import extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.templates import ensemble_templates
 from models.zeroshot import ZeroShotClassifier
-from trainers.base import ClipTrainer
+from trainers.method import Method
 
 
 @extend_cfg
@@ -17,15 +17,14 @@ def zsclip_cfg(cfg):
 
 
 @TRAINER_REGISTRY.register()
-class ZeroshotCLIP(ClipTrainer):
-    def get_precision(self):
+class ZeroshotCLIP(Method):
+    def precision(self, device):
         # Nothing is trained; fp16 only pays off on a GPU.
-        return self.cfg.TRAINER.COOP.PREC if self.device.type == "cuda" else "fp32"
+        return super().precision(device) if device.type == "cuda" else "fp32"
 
-    def create_model(self, clip_model, classnames):
+    def create_model(self, clip_model, classnames, template):
+        templates = [template]
         if self.cfg.TRAINER.ZSCLIP.ENSEMBLE:
-            templates = ensemble_templates(self.template())
-        else:
-            templates = [self.template()]
+            templates = ensemble_templates(template)
         print(f"Prompt templates: {templates}")
         return ZeroShotClassifier(clip_model, classnames, templates)

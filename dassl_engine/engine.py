@@ -1,0 +1,65 @@
+"""The Dassl engine as train.py drives it (the same functions as ``trainers.builtin``).
+
+Importing this module registers this project's methods and datasets in Dassl's registries.
+"""
+
+import difflib
+
+from dassl.config import get_cfg_default as dassl_cfg_default
+from dassl.data.datasets import DATASET_REGISTRY as DASSL_DATASETS
+from dassl.engine import TRAINER_REGISTRY as DASSL_TRAINERS
+
+from dassl_engine.compat import allow_current_torch_schedulers
+from dassl_engine.datasets import register_datasets
+from dassl_engine.trainer import build_trainer, register_methods  # noqa: F401 (engine API)
+from engine import config as engine_config
+
+# This project's keys that Dassl's loop and data manager do not read.
+UNUSED_KEYS = (
+    "DATASET.ON_BAD_IMAGE",
+    "DATALOADER.PERSISTENT_WORKERS",
+    "DATALOADER.PIN_MEMORY",
+    "DATALOADER.CACHE_IMAGES_MB",
+)
+
+allow_current_torch_schedulers()
+register_datasets()
+register_methods()
+
+
+def setup_cfg(args):
+    """Dassl's defaults plus this project's keys and trainer blocks, then the same files,
+    flags and overrides as the builtin engine."""
+    return engine_config.setup_cfg(args, dassl_defaults=dassl_cfg_default)
+
+
+def _check_registered(kind, name, registry, flag):
+    names = registry.registered_names()
+    if name in names:
+        return
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise KeyError(
+        f"Unknown {kind} '{name or f'<none given: use {flag}>'}' in Dassl's registry.{hint} "
+        f"Registered: {', '.join(sorted(names))}"
+    )
+
+
+def check_names(cfg):
+    _check_registered("trainer", cfg.TRAINER.NAME, DASSL_TRAINERS, "--trainer")
+    _check_registered("dataset", cfg.DATASET.NAME, DASSL_DATASETS, "--dataset-config-file")
+
+
+def unused_settings(cfg):
+    return engine_config.inert_settings(cfg, UNUSED_KEYS)
+
+
+def train(trainer):
+    """Dassl's training loop; the final test's results (None with TEST.NO_TEST)."""
+    trainer.train()
+    return dict(trainer.evaluator.results) if trainer.final_accuracy is not None else None
+
+
+def evaluate(trainer):
+    trainer.test()
+    return dict(trainer.evaluator.results)

@@ -1,0 +1,178 @@
+"""This project's methods as Dassl trainers: one ``TrainerX`` subclass per method, registered
+in Dassl's ``TRAINER_REGISTRY`` under the method's name.
+
+Dassl runs the loop, builds the data, the optimisers and schedules (from the method's OPTIM
+node for each learnable module), saves checkpoints, evaluates and logs. The adapter adds what
+a CLIP method needs around that: CLIP loaded before the data, the precision mode, the schedule
+stepped after an epoch's last batch (as CoOp's trainers do), loading that ignores derived
+buffers, and ``results.json`` as the builtin engine writes it.
+"""
+
+import os
+
+import torch
+from dassl.engine import TRAINER_REGISTRY as DASSL_TRAINERS
+from dassl.engine import TrainerX
+from dassl.optim import build_lr_scheduler, build_optimizer
+
+import trainers  # noqa: F401  (registers this project's methods)
+from engine.checkpoint import atomic_write_json
+from engine.precision import MixedPrecision, resolve_precision
+from engine.registry import TRAINER_REGISTRY
+from engine.rundir import RESULTS_FILE, results_record
+from models.clip_loader import cast_clip
+from trainers.method import (
+    build_clip,
+    load_module_state,
+    step_summary,
+    template_for,
+    zeroshot_baseline,
+)
+from trainers.original_checkpoints import read_trained_states
+
+
+class RecordingEvaluator:
+    """Dassl's evaluator, keeping the results dict that its ``evaluate`` returns (Dassl's
+    ``test`` passes on only the first value)."""
+
+    def __init__(self, evaluator):
+        self._evaluator = evaluator
+        self.results = {}
+
+    def __getattr__(self, name):
+        return getattr(self._evaluator, name)
+
+    def evaluate(self):
+        self.results = self._evaluator.evaluate()
+        return self.results
+
+
+class MethodTrainer(TrainerX):
+    """Dassl's ``TrainerX`` driving one method (``method_type``, set per registered class)."""
+
+    method_type = None
+
+    def check_cfg(self, cfg):
+        """The method's settings and CLIP, before Dassl builds the data: bad settings or a
+        missing backbone fail first."""
+        self.method = self.method_type(cfg)
+        device = torch.device("cuda" if torch.cuda.is_available() and cfg.USE_CUDA else "cpu")
+        self.mixed_precision = MixedPrecision(
+            resolve_precision(self.method.precision(device), device), device
+        )
+        self._clip = build_clip(cfg)
+        self._inference = None  # a model other than the trained one to evaluate (baseline)
+        self.extra_results = {}
+        self.final_accuracy = None
+
+    def build_model(self):
+        cfg = self.cfg
+        precision = self.mixed_precision.precision
+        print(f"Precision: {precision} (TRAINER.COOP.PREC {cfg.TRAINER.COOP.PREC})")
+        clip_model = cast_clip(self._clip, self.mixed_precision.weight_dtype)
+        del self._clip
+        classnames = self.dm.dataset.classnames
+        template = template_for(self.dm.dataset, cfg)
+        print("Building the model")
+        self.model = self.method.build_model(clip_model, classnames, template).to(self.device)
+        for name, module in self.model.learnable_modules().items():
+            optim_cfg = self.method.optim_cfg(name)
+            optim = build_optimizer(module, optim_cfg)
+            self.register_model(name, module, optim, build_lr_scheduler(optim, optim_cfg))
+        self.zeroshot_baseline = None
+        if cfg.TEST.ZEROSHOT_BASELINE and self._models:
+            self.zeroshot_baseline = zeroshot_baseline(
+                self.method, clip_model, classnames, template
+            ).to(self.device)
+
+    def set_model_mode(self, mode="train", names=None):
+        """The model's wrappers follow the mode too (frozen CLIP stays in eval mode)."""
+        super().set_model_mode(mode, names)
+        self.model.train(mode == "train")
+
+    def forward_backward(self, batch):
+        images, labels = self.parse_batch_train(batch)[:2]
+        with self.mixed_precision.autocast():
+            output = self.model(images)
+            loss, parts = self.model.compute_loss(output, labels, self.epoch)
+        if self.mixed_precision.scaler is None:
+            self.model_backward_and_update(loss)
+        else:
+            self.detect_anomaly(loss)
+            self.mixed_precision.backward_and_step(loss, list(self._optims.values()))
+        if self.batch_idx + 1 == self.num_batches:
+            self.update_lr()
+        return step_summary(loss, parts, output.logits, labels)
+
+    def model_inference(self, images):
+        with self.mixed_precision.autocast():
+            return (self._inference or self.model)(images).logits.float()
+
+    def load_model(self, directory, epoch=None):
+        """Run directories of this project (either engine), of Dassl or of the original DPT
+        code; derived buffers and other classes' CAVPT heads are not loaded."""
+        if not directory:
+            print("Note: no --model-dir given; evaluating the untrained initialisation")
+            return
+        states, saved_epoch = read_trained_states(directory, self._models, epoch)
+        for name, state_dict in states.items():
+            load_module_state(self.method, name, self._models[name], state_dict)
+        if saved_epoch:
+            self.epoch = saved_epoch - 1
+
+    def train(self):
+        baseline = None
+        if self.zeroshot_baseline is not None:
+            self._inference = self.zeroshot_baseline
+            print("Zero-shot CLIP:")
+            baseline = self.test(write_results=False)
+            self._inference = None
+            self.extra_results["zeroshot_accuracy"] = baseline
+        super().train()
+        if baseline is not None and self.final_accuracy is not None:
+            print(
+                f"Zero-shot CLIP: {baseline:.1f}% -> {self.cfg.TRAINER.NAME}: "
+                f"{self.final_accuracy:.1f}% on the {self.cfg.TEST.SPLIT} split"
+            )
+
+    @torch.no_grad()
+    def test(self, split=None, write_results=True):
+        """Dassl's evaluation; on the test split (TEST.SPLIT) it also writes ``results.json``
+        as the builtin engine does, which marks the run finished."""
+        split = split or self.cfg.TEST.SPLIT
+        if not isinstance(self.evaluator, RecordingEvaluator):
+            self.evaluator = RecordingEvaluator(self.evaluator)
+        accuracy = super().test(split)
+        if write_results and split == self.cfg.TEST.SPLIT:
+            self.final_accuracy = accuracy
+            extra = {"engine": "dassl", **self.extra_results}
+            record = results_record(self.cfg, split, self.epoch + 1, self.evaluator.results, extra)
+            atomic_write_json(os.path.join(self.output_dir, RESULTS_FILE), record)
+        return accuracy
+
+
+def dassl_trainer(method_type):
+    """A ``MethodTrainer`` subclass named after ``method_type``, for Dassl's registry."""
+    return type(method_type.__name__, (MethodTrainer,), {"method_type": method_type})
+
+
+def register_methods():
+    """Register every method of ours in Dassl's trainer registry (a name taken by another
+    trainer, e.g. CoOp's own when its trainers were imported, is an error at build time)."""
+    for name in TRAINER_REGISTRY.names():
+        if name not in DASSL_TRAINERS.registered_names():
+            DASSL_TRAINERS.register(dassl_trainer(TRAINER_REGISTRY.get(name)))
+
+
+def build_trainer(cfg):
+    """Dassl's ``build_trainer``, after checking that the name is ours."""
+    from dassl.engine import build_trainer as dassl_build_trainer
+
+    registered = DASSL_TRAINERS.get(cfg.TRAINER.NAME)
+    if not (isinstance(registered, type) and issubclass(registered, MethodTrainer)):
+        raise ValueError(
+            f"Dassl's trainer '{cfg.TRAINER.NAME}' is {registered.__module__}."
+            f"{registered.__qualname__}, not this project's: another package registered that "
+            "name first (e.g. CoOp's trainers imported in this process)."
+        )
+    return dassl_build_trainer(cfg)

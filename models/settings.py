@@ -1,0 +1,121 @@
+"""Typed settings of the prompt modules, each validated once where it is made.
+
+The models take these keyword-only (open_clip's ``CLIPVisionCfg`` pattern) instead of long
+argument lists. A bad value raises ``SettingError`` naming the settings class and field; the
+trainers translate that into the config key the value came from (``trainers/settings.py``).
+"""
+
+from dataclasses import dataclass, fields
+
+PROMPT_INIT_STD = 0.02  # std of the normal initialisation of every learnable prompt token
+CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
+
+
+class SettingError(ValueError):
+    """A setting out of range: ``settings_type`` and ``field`` say which one."""
+
+    def __init__(self, settings_type, field, message):
+        self.settings_type = settings_type
+        self.field = field
+        self.message = message
+        super().__init__(f"{settings_type.__name__}.{field} {message}")
+
+
+def check_at_least(settings, field, minimum, what):
+    value = getattr(settings, field)
+    if value < minimum:
+        raise SettingError(type(settings), field, f"({what}) must be >= {minimum}, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextPromptCfg:
+    """CoOp's learnable text context.
+
+    n_ctx: context vectors (ignored with ``ctx_init``: one vector per word then).
+    ctx_init: initialise the context from these words (underscores read as spaces).
+    csc: one context per class (class-specific context) instead of one shared.
+    class_token_position: where the class name goes: after, amid or before the context.
+    """
+
+    n_ctx: int = 16
+    ctx_init: str = ""
+    csc: bool = False
+    class_token_position: str = "end"
+
+    def __post_init__(self):
+        if not self.ctx_init:
+            check_at_least(self, "n_ctx", 1, "context tokens")
+        if self.class_token_position not in CLASS_TOKEN_POSITIONS:
+            raise SettingError(
+                type(self),
+                "class_token_position",
+                f"must be one of {', '.join(CLASS_TOKEN_POSITIONS)}, "
+                f"got {self.class_token_position!r}",
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class VisualPromptCfg:
+    """VPT-deep: ``n_ctx`` learnable tokens appended in each prompted ViT block."""
+
+    n_ctx: int = 10
+
+    def __post_init__(self):
+        check_at_least(self, "n_ctx", 1, "visual prompt tokens per block")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuidanceCfg:
+    """General-knowledge guidance: for the first ``epochs`` epochs the loss adds the frozen
+    CLIP terms (frozen image features against the learned text, prompted image features
+    against the hand-crafted text); afterwards it is the main cross-entropy alone."""
+
+    epochs: int = 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class CAVPTCfg:
+    """Class-aware visual prompt tuning.
+
+    first_block: CAVPT runs in blocks first_block..L (1-based); blocks before it get the deep
+        visual prompt.
+    top_k: K, the zero-shot top classes whose text features query the image (min(K, C)).
+    loss_weight: alpha, the weight of the auxiliary classification loss.
+    n_kv: learnable key/value tokens per CAVPT block (10 in the original code).
+    attn_dim: width of the query/key projections (32 in the original code).
+    """
+
+    first_block: int = 12
+    top_k: int = 10
+    loss_weight: float = 0.3
+    n_kv: int = 10
+    attn_dim: int = 32
+
+    def __post_init__(self):
+        check_at_least(self, "first_block", 1, "the first CAVPT block")
+        check_at_least(self, "top_k", 1, "K, the classes CAVPT attends from")
+        check_at_least(self, "loss_weight", 0, "the CAVPT loss weight")
+        check_at_least(self, "n_kv", 1, "CAVPT key/value tokens")
+        check_at_least(self, "attn_dim", 1, "CAVPT attention width")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoCoOpCfg:
+    """CoCoOp's context (shared, class name at the end) and how the text tower is batched.
+
+    images_per_text_pass: images whose C prompts each go through the text encoder together;
+        1 is the paper's loop over the batch, 0 all at once. Same results, more memory.
+    """
+
+    n_ctx: int = 16
+    ctx_init: str = ""
+    images_per_text_pass: int = 0
+
+    def __post_init__(self):
+        if not self.ctx_init:
+            check_at_least(self, "n_ctx", 1, "context tokens")
+        check_at_least(self, "images_per_text_pass", 0, "images per text-encoder pass")
+
+
+def field_names(settings_type):
+    return [f.name for f in fields(settings_type)]

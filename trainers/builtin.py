@@ -1,0 +1,147 @@
+"""The builtin engine's trainer: drives a ``Method`` (trainers/method.py) in engine/trainer.py's
+loop, with CLIP built before the data, so that a wrong backbone or size fails before any I/O."""
+
+from torch.nn.parallel import DistributedDataParallel
+
+from engine import config as engine_config
+from engine import distributed
+from engine.config import extend_cfg
+from engine.data import DataManager
+from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
+from engine.trainer import Trainer
+from models.clip_loader import cast_clip
+from trainers.method import (
+    build_clip,
+    load_module_state,
+    method_for,
+    step_summary,
+    template_for,
+    zeroshot_baseline,
+)
+from trainers.original_checkpoints import read_trained_states
+
+
+@extend_cfg
+def builtin_cfg(cfg):
+    # Also evaluate zero-shot CLIP (the dataset's template) before training, and report both.
+    cfg.TEST.ZEROSHOT_BASELINE = False
+
+
+# ---- the engine, as train.py drives it (dassl_engine has the same functions) -----------------
+def setup_cfg(args):
+    return engine_config.setup_cfg(args)
+
+
+def check_names(cfg):
+    """Unknown trainer or dataset: an error listing the registered ones, before any work."""
+    TRAINER_REGISTRY.get(cfg.TRAINER.NAME or "<none given: use --trainer>")
+    DATASET_REGISTRY.get(cfg.DATASET.NAME or "<none given: use --dataset-config-file>")
+
+
+def unused_settings(cfg):
+    """Dassl keys set in ``cfg`` that this engine accepts but never reads."""
+    return engine_config.inert_settings(cfg)
+
+
+def build_trainer(cfg):
+    """The builtin trainer for the method named by TRAINER.NAME."""
+    return ClipTrainer(cfg, method_for(cfg))
+
+
+def train(trainer):
+    return trainer.train()
+
+
+def evaluate(trainer):
+    return trainer.test()
+
+
+class ClipTrainer(Trainer):
+    """The builtin loop around one ``Method``: CLIP, data, model, optimisers, DDP."""
+
+    def __init__(self, cfg, method):
+        self.method = method
+        super().__init__(cfg)
+
+    def get_precision(self):
+        return self.method.precision(self.device)
+
+    def build(self):
+        cfg = self.cfg
+        prec = cfg.TRAINER.COOP.PREC
+        print(f"Precision: {self.precision} (TRAINER.COOP.PREC {prec} on {self.device.type})")
+        if self.device.type == "cpu" and self.precision == "fp16":
+            print("Warning: fp16 on the CPU is slow; bf16 or fp32 is faster there.")
+        clip_model = cast_clip(build_clip(cfg), self.mixed_precision.weight_dtype)
+        self.dm = DataManager(cfg)
+        print("Building the model")
+        template = template_for(self.dm.dataset, cfg)
+        self.model = self.method.build_model(clip_model, self.dm.classnames, template)
+        self.model.to(self.device)
+        for name, module in self.model.learnable_modules().items():
+            self.register_module(name, module, self.method.optim_cfg(name))
+        self.train_model = self.model  # what training steps run: the DDP wrapper if distributed
+        if distributed.is_distributed() and self.learns:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            # Buffers derive from CLIP and the class names: the same on every rank. A zero-size
+            # parameter (DPT's deep visual prompt at BOTTOMLIMIT 1) never enters the graph,
+            # which DDP reports as an error unless it looks for unused parameters.
+            empty = any(p.requires_grad and p.numel() == 0 for p in self.model.parameters())
+            self.train_model = DistributedDataParallel(
+                self.model,
+                device_ids=device_ids,
+                broadcast_buffers=False,
+                find_unused_parameters=empty,
+            )
+        self.zeroshot_baseline = None
+        if cfg.TEST.ZEROSHOT_BASELINE and self.learns:
+            self.zeroshot_baseline = zeroshot_baseline(
+                self.method, clip_model, self.dm.classnames, template
+            ).to(self.device)
+        n_learn = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        print(f"Learnable parameters: {n_learn:,} in {list(self._modules)}")
+
+    def set_mode(self, mode):
+        """The model's wrappers follow the mode too (frozen CLIP stays in eval mode)."""
+        super().set_mode(mode)
+        self.model.train(mode == "train")
+
+    def train(self):
+        if self.zeroshot_baseline is None:
+            return super().train()
+        baseline = self.test(
+            write_results=False,
+            inference=lambda images: self.zeroshot_baseline(images).logits,
+            what="zero-shot CLIP",
+        )
+        self.extra_results["zeroshot_accuracy"] = baseline["accuracy"]
+        results = super().train()
+        if results is not None:
+            print(
+                f"Zero-shot CLIP: {baseline['accuracy']:.1f}% -> {self.cfg.TRAINER.NAME}: "
+                f"{results['accuracy']:.1f}% on the {self.cfg.TEST.SPLIT} split"
+            )
+        return results
+
+    def load_model(self, directory, epoch=None, best=False):
+        """Also reads run directories of the original DPT code (detected by their folders)."""
+        if not directory:
+            if self.learns:
+                print("Note: no --model-dir given; evaluating the untrained initialisation")
+            return
+        self.load_states(*read_trained_states(directory, self._modules, epoch, best))
+
+    def forward_backward(self, batch):
+        images = batch["img"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        with self.autocast():
+            output = self.train_model(images)
+            loss, parts = self.model.compute_loss(output, labels, self.epoch)
+        self.backward_and_step(loss)
+        return step_summary(loss, parts, output.logits, labels)
+
+    def model_inference(self, images):
+        return self.model(images).logits
+
+    def load_module_state(self, name, state_dict):
+        load_module_state(self.method, name, self._modules[name], state_dict)

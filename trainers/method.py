@@ -1,0 +1,169 @@
+"""A prompt-tuning method, independent of the loop that trains it.
+
+A ``Method`` holds what makes CoOp, VPT, VLP or DPT what it is: its settings (read from the
+config and checked before anything loads), its model, the optimiser settings of each
+learnable module, and how a saved state is fitted to this run. Two engines drive the same
+methods: the builtin loop (``trainers/builtin.py``) and Dassl's (``trainers/dassl_engine.py``).
+"""
+
+from yacs.config import CfgNode as CN
+
+from engine.config import extend_cfg
+from engine.registry import TRAINER_REGISTRY
+from models.clip_loader import input_resolution, load_clip
+from models.settings import TextPromptCfg
+from models.speed import Speed, apply_speed
+from models.templates import dataset_template
+from models.zeroshot import ZeroShotClassifier
+from trainers.settings import ConfigKeys, named_keys
+
+# TRAINER.COOP is not CoOp's alone: the original DPT code reads its text-prompt keys and its
+# precision in every trainer, so it is declared here, with what all methods share.
+TEXT_PROMPT_KEYS = ConfigKeys(
+    TextPromptCfg,
+    n_ctx="TRAINER.COOP.N_CTX",
+    ctx_init="TRAINER.COOP.CTX_INIT",
+    csc="TRAINER.COOP.CSC",
+    class_token_position="TRAINER.COOP.CLASS_TOKEN_POSITION",
+)
+
+
+@extend_cfg
+def method_cfg(cfg):
+    TEXT_PROMPT_KEYS.declare(cfg)
+    # fp16 | fp32 | bf16 | amp | amp_bf16 | auto, for every CLIP trainer (engine/precision.py).
+    # auto: bfloat16 autocast on GPUs that have it, float16 autocast + grad scaler on other
+    # GPUs, float32 on the CPU. fp16 is what CoOp and the original DPT code run.
+    cfg.TRAINER.COOP.PREC = "auto"
+    # Exact speed-ups (see models/speed.py); all off computes what the original code computes.
+    cfg.TRAINER.SPEED = CN()
+    cfg.TRAINER.SPEED.SDPA = True  # attention through F.scaled_dot_product_attention
+    cfg.TRAINER.SPEED.TRUNCATE_TEXT = True  # text encoder on the tokens up to the last EOS
+    cfg.TRAINER.SPEED.SHARED_TEXT_PREFIX = True  # prompt tokens shared by all classes once
+    cfg.TRAINER.SPEED.CACHE_TEXT = True  # learned text features once per evaluation
+    cfg.TRAINER.SPEED.CHECKPOINT_TEXT = False  # recompute text activations in backward
+    cfg.TRAINER.SPEED.COMPILE = ""  # torch.compile backend for the blocks, e.g. "inductor"
+
+
+def speed_from_cfg(cfg):
+    s = cfg.TRAINER.SPEED
+    if s.SHARED_TEXT_PREFIX and not s.SDPA:
+        raise ValueError(
+            "TRAINER.SPEED.SHARED_TEXT_PREFIX True needs TRAINER.SPEED.SDPA True; "
+            "set TRAINER.SPEED.SHARED_TEXT_PREFIX False to run nn.MultiheadAttention"
+        )
+    return Speed(
+        sdpa=s.SDPA,
+        truncate_text=s.TRUNCATE_TEXT,
+        shared_text_prefix=s.SHARED_TEXT_PREFIX,
+        cache_text=s.CACHE_TEXT,
+        checkpoint_text=s.CHECKPOINT_TEXT,
+        compile=s.COMPILE,
+    )
+
+
+def check_input_size(cfg, clip_model):
+    size = input_resolution(clip_model)
+    if tuple(cfg.INPUT.SIZE) != (size, size):
+        raise ValueError(
+            f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but the backbone "
+            f"'{cfg.MODEL.BACKBONE.NAME}' takes {size}x{size} images. "
+            f"Set INPUT.SIZE ({size}, {size}) in the dataset or trainer config, or on the "
+            f"command line: INPUT.SIZE '({size}, {size})'."
+        )
+
+
+def build_clip(cfg):
+    """The run's CLIP (MODEL.BACKBONE.NAME), checked against INPUT.SIZE: loaded before the
+    data, so that a missing backbone or a wrong size fails before any work."""
+    print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+    clip_model = load_clip(cfg.MODEL.BACKBONE.NAME)
+    check_input_size(cfg, clip_model)
+    return clip_model
+
+
+def step_summary(loss, parts, logits, labels):
+    """The log entries of one training step: loss, batch accuracy (%) and the loss terms."""
+    accuracy = (logits.argmax(1) == labels).float().mean().item() * 100.0
+    return {"loss": loss.item(), "acc": accuracy, **parts}
+
+
+def template_for(dataset, cfg):
+    """The dataset's hand-crafted prompt: its own ``template`` if it has one."""
+    return getattr(dataset, "template", None) or dataset_template(cfg.DATASET.NAME)
+
+
+def zeroshot_baseline(method, clip_model, classnames, template):
+    """Zero-shot CLIP with the dataset's template, to report beside a tuned model."""
+    return apply_speed(ZeroShotClassifier(clip_model, classnames, [template]), method.speed)
+
+
+class Method:
+    """One prompt-tuning method for one run's config.
+
+    Subclasses read their settings in ``read_settings`` (listing the ``ConfigKeys`` they use
+    in ``config_keys``, so that a bad value names its key) and build their model in
+    ``create_model``. Registered by name with ``@TRAINER_REGISTRY.register()``.
+    """
+
+    config_keys = ()
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.speed = speed_from_cfg(cfg)
+        with named_keys(*self.config_keys):
+            self.read_settings(cfg)
+
+    @property
+    def name(self):
+        return type(self).__name__
+
+    def read_settings(self, cfg):
+        """Hook: read (and so validate) the method's settings from ``cfg``."""
+
+    def precision(self, device):
+        """The ``engine.precision`` mode to run in on ``device``."""
+        return self.cfg.TRAINER.COOP.PREC
+
+    def build_model(self, clip_model, classnames, template):
+        with named_keys(*self.config_keys):
+            model = self.create_model(clip_model, classnames, template)
+        return apply_speed(model, self.speed)
+
+    def create_model(self, clip_model, classnames, template):
+        raise NotImplementedError
+
+    def optim_cfg(self, module_name):
+        """The OPTIM node for one learnable module (methods may give modules their own)."""
+        return self.cfg.OPTIM
+
+    def adapt_loaded_state(self, name, module, state_dict):
+        """Hook: fit a loaded state dict to this run's ``module`` (e.g. drop class-specific
+        heads trained on other classes)."""
+        return state_dict
+
+
+def load_module_state(method, name, module, state_dict):
+    """Load a checkpoint's parameters into ``module``.
+
+    Buffers derived from CLIP and the class names are rebuilt, not read; keys that other
+    codebases save for them (the module's ``derived_checkpoint_keys``) are ignored, and the
+    method may leave out more (``adapt_loaded_state``). Anything else missing or unexpected
+    is an error naming the module.
+    """
+    adapted = method.adapt_loaded_state(name, module, state_dict)
+    skip = {k for k, _ in module.named_buffers()} | (set(state_dict) - set(adapted))
+    derived = tuple(getattr(module, "derived_checkpoint_keys", ()))
+    params = {k: v for k, v in adapted.items() if k not in skip and not k.startswith(derived)}
+    missing, unexpected = module.load_state_dict(params, strict=False)
+    missing = [k for k in missing if k not in skip]
+    if missing or unexpected:
+        raise RuntimeError(
+            f"Checkpoint for '{name}' does not fit the model: missing {missing}, "
+            f"unexpected {unexpected}"
+        )
+
+
+def method_for(cfg):
+    """The registered method named by TRAINER.NAME, built for ``cfg``."""
+    return TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
