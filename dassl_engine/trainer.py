@@ -33,7 +33,7 @@ from trainers.original_checkpoints import read_trained_states
 
 class RecordingEvaluator:
     """Dassl's evaluator, keeping the results dict that its ``evaluate`` returns (Dassl's
-    ``test`` passes on only the first value)."""
+    ``test`` passes on only the first value), with the counts it printed."""
 
     def __init__(self, evaluator):
         self._evaluator = evaluator
@@ -43,8 +43,11 @@ class RecordingEvaluator:
         return getattr(self._evaluator, name)
 
     def evaluate(self):
-        self.results = self._evaluator.evaluate()
-        return self.results
+        results = self._evaluator.evaluate()
+        counts = {"total": getattr(self._evaluator, "_total", None),
+                  "correct": getattr(self._evaluator, "_correct", None)}  # fmt: skip
+        self.results = {**{k: v for k, v in counts.items() if v is not None}, **results}
+        return results
 
 
 class MethodTrainer(TrainerX):

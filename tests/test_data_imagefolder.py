@@ -15,6 +15,7 @@ from tests.data_fixtures import data_cfg, make_image_folder
 CLASSES = {"red_car": 6, "blue": 5, "green": 8}
 
 
+@pytest.mark.slow
 def test_datasets_package_imports_every_module():
     """In a fresh interpreter, ``import datasets`` alone imports each module of the package."""
     code = (

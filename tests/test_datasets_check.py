@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from datasets.check import main
 from tests.dataset_miniatures import build
 
@@ -63,6 +65,7 @@ def test_named_datasets_show_their_layout_and_set_the_exit_status(tmp_path, caps
     assert "images_variant_train.txt" in out and "split_zhou_DescribableTextures.json" in out
 
 
+@pytest.mark.slow
 def test_command_line_entry_point(tmp_path):
     build("DescribableTextures", tmp_path)
     result = subprocess.run(

@@ -118,6 +118,7 @@ def test_data_manager_reads_toy_at_the_tiny_clip_size(small_toy):
     assert images.shape[1:] == (3, 32, 32)
 
 
+@pytest.mark.slow
 def test_main_job_on_a_small_toy_prints_zero_shot_and_tuned_accuracy(tmp_path):
     """README's main-job command, with a smaller Toy and 2 epochs so that it runs in seconds."""
     out = tmp_path / "run"

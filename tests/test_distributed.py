@@ -32,6 +32,7 @@ def workspace(tmp_path_factory):
 
 
 # BOTTOMLIMIT 1: CAVPT in every block and a deep visual prompt of zero blocks.
+@pytest.mark.slow
 @pytest.mark.parametrize("bottomlimit", ["2", "1"])
 def test_two_gloo_processes_give_the_one_process_run(workspace, tmp_path, bottomlimit):
     settings = (*SETTINGS, "TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", bottomlimit)

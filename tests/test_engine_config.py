@@ -99,6 +99,7 @@ def test_digest_changes_with_config():
 TRAINER_MODULES = ["zsclip", "coop", "cocoop", "vpt", "vlp", "dpt", "builtin"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", TRAINER_MODULES)
 def test_each_trainer_module_imports_alone_with_every_key_it_reads(module):
     """In a fresh interpreter, importing one trainer module declares every key its method

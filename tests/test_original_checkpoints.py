@@ -74,6 +74,7 @@ def test_eval_only_loads_the_original_layout(workspace, golden, tmp_path):
     assert json.loads((out / "results.json").read_text())["accuracy"] == result["accuracy"]
 
 
+@pytest.mark.slow
 def test_converter_writes_our_layout_with_the_same_weights(workspace, tmp_path):
     converted = tmp_path / "converted"
     done = subprocess.run(

@@ -44,6 +44,7 @@ def test_parity_detects_a_changed_reference(golden_dir):
     assert failed == {"outputs.layer_logits[1]", "grads.after_c.prompt_learner.ctx"}
 
 
+@pytest.mark.slow
 def test_command_line(golden_dir):
     result = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "parity.py"), str(golden_dir / "vpt.pt")],

@@ -132,6 +132,7 @@ def test_zero_shot_branch_runs_without_autograd(build_model, batch):
     )
 
 
+@pytest.mark.slow
 def test_compiled_blocks_match_eager(build_model, batch):
     model = build_model("dpt")
     compiled = model_run(model, Speed(compile="aot_eager"), *batch)
@@ -198,6 +199,7 @@ def test_text_encoded_once_per_step_and_once_per_evaluation(workspace, tmp_path,
     assert len(calls) == (1 if cache else len(trainer.dm.test_loader)) > 1 - cache
 
 
+@pytest.mark.slow
 def test_fast_and_plain_trainers_give_the_same_run(workspace, tmp_path):
     fast = train.main(dpt_argv(workspace, tmp_path / "fast"))
     plain = train.main(dpt_argv(workspace, tmp_path / "plain", *PLAIN_KEYS))

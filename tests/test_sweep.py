@@ -124,6 +124,7 @@ def test_dry_run_prints_the_commands(workspace, tmp_path, capsys):
     assert out.count(" train.py --root ") == 2 and not os.path.exists(tmp_path / "toy")
 
 
+@pytest.mark.slow
 def test_sweep_end_to_end_interrupted_rerun_crashed_and_failed(workspace, tmp_path):
     out = tmp_path / "output"
     fields = tiny_spec(workspace, out, trainers=["CoOp", "DPT"], shots=[1, 2], seeds=[1, 2])
@@ -178,6 +179,7 @@ def test_sweep_end_to_end_interrupted_rerun_crashed_and_failed(workspace, tmp_pa
     assert os.path.getsize(tmp_path / "tables" / "accuracy_vs_shots.png") > 1000
 
 
+@pytest.mark.slow
 def test_submitit_local_executor_runs_base_to_new(workspace, tmp_path):
     out = tmp_path / "output"
     fields = tiny_spec(workspace, out, protocol="base2new", trainers=["CoOp"])

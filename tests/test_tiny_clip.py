@@ -103,6 +103,7 @@ def _tiny_run(out, seed=0):
     return torch.load(out, weights_only=True)
 
 
+@pytest.mark.slow
 def test_make_tiny_clip_writes_a_loadable_reproducible_file(tmp_path):
     first = _tiny_run(tmp_path / "a.pt")
     model, _ = clip.load(str(tmp_path / "a.pt"), device="cpu", jit=False)

@@ -36,6 +36,7 @@ def ctx_of(out, epoch):
     return ckpt["state_dict"]["ctx"]
 
 
+@pytest.mark.slow
 def test_help_shows_coop_flags():
     result = run_cli(["--help"])
     assert result.returncode == 0
@@ -45,6 +46,7 @@ def test_help_shows_coop_flags():
         assert flag in result.stdout
 
 
+@pytest.mark.slow
 def test_coop_train_log_results_checkpoints_and_eval_only(workspace):
     out = workspace["root"] / "run"
     result = run_cli(coop_argv(workspace, out))
@@ -72,6 +74,7 @@ def test_coop_train_log_results_checkpoints_and_eval_only(workspace):
     assert again["accuracy"] == results["accuracy"] and again["correct"] == results["correct"]
 
 
+@pytest.mark.slow
 def test_finished_run_is_refused_then_overwrite_moves_it_aside(workspace):
     out = workspace["root"] / "finished"
     train.main(coop_argv(workspace, out, overrides=("OPTIM.MAX_EPOCH", "1")))
@@ -128,6 +131,7 @@ def test_resume_refuses_a_changed_config(workspace, monkeypatch):
         train.main(coop_argv(workspace, out, overrides=("OPTIM.LR", "0.1")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, overrides, message",
     [

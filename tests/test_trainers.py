@@ -38,6 +38,7 @@ def build_trainer(ws, out, trainer, overrides=()):
     return builtin.build_trainer(setup_cfg(args))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prec", ["fp32", "bf16", "fp16", "amp", "amp_bf16"])
 @pytest.mark.parametrize("trainer", ["CoOp", "VPT", "VLP", "DPT"])
 def test_trains_and_evaluates_in_every_precision(workspace, tmp_path, trainer, prec):

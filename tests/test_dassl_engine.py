@@ -1,0 +1,187 @@
+"""``--engine dassl``: our methods and datasets inside a real Dassl install.
+
+Most tests need Dassl (github KaiyangZhou/Dassl.pytorch) and skip without it, with the reason;
+the error for a missing Dassl is tested everywhere.
+"""
+
+import importlib.util
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import train
+from tests.data_fixtures import PALETTE, write_image
+from tests.run_fixtures import REPO
+
+HAVE_DASSL = importlib.util.find_spec("dassl") is not None
+needs_dassl = pytest.mark.skipif(not HAVE_DASSL, reason="Dassl is not installed (see README)")
+TINY_CLIP = os.path.join(REPO, "assets", "tiny_clip", "tiny_clip_vit.pt")
+SMALL_TOY = ("DATASET.TOY.TRAIN_PER_CLASS", "4", "DATASET.TOY.VAL_PER_CLASS", "1",
+             "DATASET.TOY.TEST_PER_CLASS", "2")  # fmt: skip
+FAST = ("OPTIM.MAX_EPOCH", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "8", "PRETRAIN.C", "1",
+        "TEST.ZEROSHOT_BASELINE", "False", "DATASET.NUM_SHOTS", "2")  # fmt: skip
+
+
+def toy_argv(root, out, trainer, engine, *flags, opts=()):
+    config = os.path.join(REPO, "configs", "trainers", trainer, "tiny.yaml")
+    return ["--engine", engine, "--root", str(root), "--trainer", trainer,
+            "--dataset-config-file", os.path.join(REPO, "configs", "datasets", "toy.yaml"),
+            "--config-file", config, "--output-dir", str(out), "--seed", "1", *flags,
+            "MODEL.BACKBONE.NAME", TINY_CLIP, *SMALL_TOY, *FAST, *opts]  # fmt: skip
+
+
+def results(run_dir):
+    with open(os.path.join(run_dir, "results.json")) as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+def test_engine_dassl_without_dassl_says_how_to_install(tmp_path):
+    argv = toy_argv(tmp_path / "data", tmp_path / "out", "DPT", "dassl")
+    code = (
+        "import runpy, sys\n"
+        "sys.modules['dassl'] = None  # as if Dassl were not installed\n"
+        f"sys.argv = ['train.py'] + {argv!r}\n"
+        "runpy.run_path('train.py', run_name='__main__')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2, result.stderr
+    assert "--engine dassl needs Dassl, which is not installed" in result.stderr
+    assert "pip install --no-build-isolation -e ." in result.stderr
+    assert "tested with commit c61a1b5" in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()  # no work
+
+
+@needs_dassl
+def test_a_dassl_without_what_we_use_is_named(monkeypatch):
+    import dassl.engine
+
+    import dassl_engine
+
+    monkeypatch.delattr(dassl.engine, "TrainerX")
+    with pytest.raises(dassl_engine.DasslUnavailable, match=r"lacks dassl\.engine\.TrainerX"):
+        dassl_engine.check_dassl()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """DPT on a small Toy under each engine, same seed and data."""
+    root = tmp_path_factory.mktemp("dassl")
+    out = {engine: root / engine for engine in ("builtin", "dassl")}
+    for engine, run_dir in out.items():
+        train.main(toy_argv(root / "data", run_dir, "DPT", engine))
+    return {"root": root, **out}
+
+
+@pytest.mark.slow
+@needs_dassl
+def test_dassl_run_writes_our_run_directory_with_dassl_log_lines(runs):
+    record = results(runs["dassl"])
+    assert record["engine"] == "dassl" and record["trainer"] == "DPT" and record["epoch"] == 2
+    assert record["split"] == "test" and 0 <= record["accuracy"] <= 100
+    log = (runs["dassl"] / "log.txt").read_text()
+    assert "Loading trainer: DPT" in log and "Loading dataset: Toy" in log  # Dassl's builders
+    assert "epoch [2/2] batch [" in log and "* accuracy:" in log
+    for module in ("visual_prompt", "cavpt", "prompt_learner"):
+        ckpt = torch.load(runs["dassl"] / module / "model.pth.tar-2", weights_only=False)
+        assert ckpt["epoch"] == 2 and ckpt["optimizer"] is not None
+
+
+@pytest.mark.slow
+@needs_dassl
+def test_fewshot_subsets_come_from_dassl_and_are_cached_as_coop_caches_them(runs):
+    cache = runs["root"] / "data" / "toy" / "split_fewshot"
+    with open(cache / "shot_2-seed_1.pkl", "rb") as f:
+        dassl_draw = pickle.load(f)
+    from dassl.data.datasets import Datum
+
+    assert all(isinstance(item, Datum) for item in dassl_draw["train"])
+    with open(cache / "shot_2-seed_1.json") as f:
+        builtin_draw = json.load(f)  # the builtin engine's cache of the same draw
+    dassl_paths = [os.path.basename(item.impath) for item in dassl_draw["train"]]
+    assert dassl_paths == [os.path.basename(path) for path, _, _ in builtin_draw["train"]]
+
+
+@pytest.mark.slow
+@needs_dassl
+def test_a_run_of_one_engine_evaluates_under_the_other_to_the_same_accuracy(runs, tmp_path):
+    for trained, evaluator in (("dassl", "builtin"), ("builtin", "dassl")):
+        out = tmp_path / f"{trained}-by-{evaluator}"
+        flags = ("--eval-only", "--model-dir", str(runs[trained]))
+        train.main(toy_argv(runs["root"] / "data", out, "DPT", evaluator, *flags))
+        assert results(out)["accuracy"] == results(runs[trained])["accuracy"]
+        assert results(out)["total"] == results(runs[trained])["total"] == 60
+
+
+@needs_dassl
+def test_registering_again_keeps_dassl_names_and_ours():
+    import dassl_engine
+
+    dassl_engine.load()
+    from dassl.data.datasets import DATASET_REGISTRY
+    from dassl.data.datasets.dg.pacs import PACS
+
+    from dassl_engine.datasets import register_datasets
+
+    register_datasets()  # a name Dassl already has is not registered twice: no clash error
+    assert DATASET_REGISTRY.get("PACS") is PACS
+    assert DATASET_REGISTRY.get("Toy").__mro__[1].__name__ == "DasslFewshot"
+
+
+@needs_dassl
+def test_unknown_names_are_listed_from_dassl_registries(tmp_path):
+    argv = toy_argv(
+        tmp_path / "data", tmp_path / "out", "DPT", "dassl", opts=("DATASET.NAME", "PAC")
+    )
+    with pytest.raises(KeyError, match=r"Unknown dataset 'PAC' in Dassl's registry. Did you mean"):
+        train.main(argv)
+
+
+PACS_DOMAINS = ("art_painting", "cartoon", "photo", "sketch")
+PACS_CLASSES = ("dog", "elephant", "giraffe", "guitar", "horse", "house", "person")
+
+
+def make_pacs(root, per_class=2):
+    """Dassl's PACS layout: images/<domain>/<class>/*.jpg and splits/<domain>_<split>_kfold.txt
+    with 1-based labels."""
+    for domain in PACS_DOMAINS:
+        lines = {"train": [], "crossval": []}
+        for label, name in enumerate(PACS_CLASSES):
+            for i in range(per_class + 1):
+                rel = f"{domain}/{name}/{i}.jpg"
+                write_image(os.path.join(root, "pacs", "images", rel), (36, 36), PALETTE[label % 5])
+                lines["crossval" if i == per_class else "train"].append(f"{rel} {label + 1}")
+        for split, rows in lines.items():
+            path = os.path.join(root, "pacs", "splits", f"{domain}_{split}_kfold.txt")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write("\n".join(rows) + "\n")
+
+
+@pytest.mark.slow
+@needs_dassl
+def test_dpt_on_dassl_pacs_trained_on_three_domains_tested_on_the_fourth(tmp_path):
+    make_pacs(tmp_path / "data")
+    config = os.path.join(REPO, "configs", "trainers", "DPT", "tiny.yaml")
+    argv = ["--engine", "dassl", "--root", str(tmp_path / "data"), "--trainer", "DPT",
+            "--source-domains", *PACS_DOMAINS[:3], "--target-domains", PACS_DOMAINS[3],
+            "--config-file", config, "--output-dir", str(tmp_path / "pacs"), "--seed", "1",
+            "DATASET.NAME", "PACS", "MODEL.BACKBONE.NAME", TINY_CLIP,
+            "OPTIM.MAX_EPOCH", "1", "DATALOADER.TRAIN_X.BATCH_SIZE", "7",
+            "TEST.ZEROSHOT_BASELINE", "False"]  # fmt: skip
+    train.main(argv)
+    record = results(tmp_path / "pacs")
+    assert record["dataset"] == "PACS" and record["trainer"] == "DPT"
+    # tested on every sketch image (train and crossval lists: Dassl's "all" split)
+    log = (tmp_path / "pacs" / "log.txt").read_text()
+    assert f"* total: {len(PACS_CLASSES) * 3}" in log
+    assert re.search(r"Source +\['art_painting', 'cartoon', 'photo'\]", log)
+    assert re.search(r"# train_x +42", log)  # 3 domains x 7 classes x 2 train images
