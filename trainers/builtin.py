@@ -5,7 +5,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from engine import config as engine_config
 from engine import distributed
-from engine.config import extend_cfg
 from engine.data import DataManager
 from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
 from engine.trainer import Trainer
@@ -19,12 +18,6 @@ from trainers.method import (
     zeroshot_baseline,
 )
 from trainers.original_checkpoints import read_trained_states
-
-
-@extend_cfg
-def builtin_cfg(cfg):
-    # Also evaluate zero-shot CLIP (the dataset's template) before training, and report both.
-    cfg.TEST.ZEROSHOT_BASELINE = False
 
 
 # ---- the engine, as train.py drives it (dassl_engine has the same functions) -----------------

@@ -43,6 +43,8 @@ def method_cfg(cfg):
     cfg.TRAINER.SPEED.CACHE_TEXT = True  # learned text features once per evaluation
     cfg.TRAINER.SPEED.CHECKPOINT_TEXT = False  # recompute text activations in backward
     cfg.TRAINER.SPEED.COMPILE = ""  # torch.compile backend for the blocks, e.g. "inductor"
+    # Also evaluate zero-shot CLIP (the dataset's template) before training, and report both.
+    cfg.TEST.ZEROSHOT_BASELINE = False
 
 
 def speed_from_cfg(cfg):
