@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 ORIGINAL_DIR = Path(os.environ.get("DPT_ORIGINAL_DIR", REPO.parent / "DPT"))
 METHODS = ("DPT", "VLP")
