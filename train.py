@@ -14,7 +14,7 @@ from engine import distributed
 from engine.config import setup_cfg
 from engine.log import run_log
 from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
-from engine.rundir import prepare_output_dir
+from engine.rundir import prepare_output_dir, save_run_inputs
 from engine.utils import set_random_seed
 
 
@@ -119,6 +119,8 @@ def run(args, cfg):
             torch.backends.cudnn.benchmark = True
 
         trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
+        if distributed.is_main_process():  # what predict.py and the tools rebuild it from
+            save_run_inputs(cfg.OUTPUT_DIR, cfg, trainer.dm.classnames, trainer.template())
         if args.eval_only:
             if args.model_dir:
                 trainer.load_model(args.model_dir, epoch=args.load_epoch)

@@ -72,6 +72,12 @@ class ClipTrainer(Trainer):
     ``learnable_modules()``, ``forward(images) -> ModelOutput`` and ``compute_loss``.
     """
 
+    def __init__(self, cfg, data=None):
+        """``data`` replaces ``DataManager(cfg)``: e.g. ``inference.SavedClasses``, the class
+        names and template of a run, for a model that predicts without its dataset."""
+        self._given_data = data
+        super().__init__(cfg)
+
     def get_precision(self):
         return self.cfg.TRAINER.COOP.PREC
 
@@ -90,7 +96,7 @@ class ClipTrainer(Trainer):
         if self.device.type == "cpu" and self.precision == "fp16":
             print("Warning: fp16 on the CPU is slow; bf16 or fp32 is faster there.")
         clip_model = cast_clip(clip_model, self.mixed_precision.weight_dtype)
-        self.dm = DataManager(cfg)
+        self.dm = DataManager(cfg) if self._given_data is None else self._given_data
         print("Building the model")
         self.model = self.create_model(clip_model, self.dm.classnames).to(self.device)
         apply_speed(self.model, speed)
