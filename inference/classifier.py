@@ -163,7 +163,7 @@ class Classifier:
             unreadable += failed
             if images is not None:
                 kept += batch_paths
-                probs.append(self.logits(images).softmax(1).cpu())
+                probs.append(self._probs(images, batch_size))
         probs = torch.cat(probs) if probs else torch.zeros(0, len(self.classnames))
         return Predictions(probs, self.classnames, kept), unreadable
 
@@ -195,8 +195,8 @@ def load_classifier(run_dir, load_epoch=None, classnames=None, opts=(), rebuild_
     The trainer's messages go to stderr.
     """
     if rebuild_cfg is None:
-        cfg, saved_names, template = read_run_inputs(run_dir)
-        data = SavedClasses(classnames or saved_names, template)
+        cfg, trained_names, template = read_run_inputs(run_dir)
+        data = SavedClasses(classnames or trained_names, template)
     else:
         if not os.path.isdir(run_dir):
             raise FileNotFoundError(f"The run directory '{run_dir}' does not exist")
@@ -208,7 +208,21 @@ def load_classifier(run_dir, load_epoch=None, classnames=None, opts=(), rebuild_
     trainer_cls = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     with contextlib.redirect_stdout(sys.stderr):
         trainer = trainer_cls(cfg, data=data)
-        if data is None and classnames:  # the dataset gave the template; now the classes
-            trainer = trainer_cls(cfg, data=SavedClasses(classnames, trainer.template()))
+        if data is None:  # the dataset gave the class names and template
+            trained_names = trainer.dm.classnames
+            if classnames:
+                trainer = trainer_cls(cfg, data=SavedClasses(classnames, trainer.template()))
+        if classnames and list(classnames) != list(trained_names):
+            check_context_is_shared(trainer)
         trainer.load_model(run_dir, epoch=load_epoch)
     return Classifier(trainer)
+
+
+def check_context_is_shared(trainer):
+    """Other class names need a text context that is not tied to the training classes."""
+    learner = trainer.model.learnable_modules().get("prompt_learner")
+    if getattr(learner, "csc", False):
+        raise ValueError(
+            "This run learned a class-specific text context (TRAINER.COOP.CSC True), one per "
+            "training class, so it cannot predict over other class names (--classnames)"
+        )
