@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-CELL_IN = 0.14  # side of one class's cell, inches: about a 8 pt line of text
+CELL_IN = 0.14  # side of one class's cell, inches: about an 8 pt line of text
 MAX_MATRIX_IN = 55.0  # the matrix never grows beyond this (5,500 px at DPI)
 LABEL_MARGIN_IN = 3.0  # room for the class names on the left and at the bottom
 MIN_FONT_PT = 5.0  # smaller names are unreadable: then only every k-th class is named

@@ -35,7 +35,6 @@ def add_model_arguments(parser, run_positional=False):
     old.add_argument("--config-file", default="", help="the run's --config-file")
     old.add_argument("--dataset-config-file", default="", help="the run's --dataset-config-file")
     old.add_argument("--root", default="", help="the dataset folder (its class names)")
-    old.add_argument("--backbone", default="", help="the run's --backbone")
 
 
 def classifier_from_args(args, classnames_file=None):
@@ -44,6 +43,11 @@ def classifier_from_args(args, classnames_file=None):
     --dataset-config-file is given (then ``--opts`` are the run's overrides)."""
     classnames = read_classnames_file(classnames_file) if classnames_file else None
     if not any(getattr(args, flag) for flag in REBUILD_FLAGS):
+        if args.root:
+            raise ValueError(
+                "--root is read only with --trainer, --config-file and --dataset-config-file, "
+                "to rebuild a run saved without config.yaml; leave it out for this run"
+            )
         return load_classifier(args.model_dir, args.load_epoch, classnames, args.opts)
     cfg = setup_cfg(args)
     return load_classifier(args.model_dir, args.load_epoch, classnames, rebuild_cfg=cfg)

@@ -178,8 +178,8 @@ def test_unreadable_images_are_named_skipped_and_change_the_exit_code(toy_run, t
     saved = json.loads(out.read_text())
     assert [p["path"] for p in saved["predictions"]] == [str(folder / "good.png")]
     assert len(saved["predictions"][0]["top"]) == 5
-    assert sorted(u["path"] for u in saved["unreadable"]) == [
-        str(folder / "corrupt.png"), str(folder / "sub" / "truncated.png")]  # fmt: skip
+    unreadable = [str(folder / "corrupt.png"), str(folder / "sub" / "truncated.png")]
+    assert sorted(u["path"] for u in saved["unreadable"]) == unreadable
     assert len(saved["classnames"]) == 30
 
 
@@ -193,12 +193,13 @@ def test_unreadable_images_are_named_skipped_and_change_the_exit_code(toy_run, t
             ["IMG", "--classnames", "none.txt"],
             FileNotFoundError,
             "--classnames file 'none.txt' does not exist",
-        ),  # fmt: skip
+        ),
+        (["IMG", "--root", "data"], ValueError, "--root is read only with --trainer"),
         (
             ["IMG", "--opts", "TEST.SPLITT", "val"],
             KeyError,
             "Unknown config key 'TEST.SPLITT' on the command line. Did you mean 'TEST.SPLIT'",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_arguments_are_errors_that_say_what_to_fix(toy_run, args, error, message):
