@@ -13,6 +13,7 @@ import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers and their config keys)
 from engine import distributed
 from engine.log import run_log
+from engine.run_inputs import save_run_inputs
 from engine.rundir import prepare_output_dir
 from engine.utils import set_random_seed
 from trainers import builtin
@@ -133,6 +134,8 @@ def run(args, cfg, engine):
             torch.backends.cudnn.benchmark = True
 
         trainer = engine.build_trainer(cfg)
+        if distributed.is_main_process():  # what predict.py and the tools rebuild it from
+            save_run_inputs(cfg.OUTPUT_DIR, cfg, trainer.classnames, trainer.template)
         if args.eval_only:
             trainer.load_model(args.model_dir, epoch=args.load_epoch)
             return engine.evaluate(trainer)

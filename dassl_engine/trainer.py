@@ -74,10 +74,11 @@ class MethodTrainer(TrainerX):
         print(f"Precision: {precision} (TRAINER.COOP.PREC {cfg.TRAINER.COOP.PREC})")
         clip_model = cast_clip(self._clip, self.mixed_precision.weight_dtype)
         del self._clip
-        classnames = self.dm.dataset.classnames
-        template = template_for(self.dm.dataset, cfg)
+        self.classnames = self.dm.dataset.classnames
+        self.template = template_for(self.dm.dataset, cfg)
         print("Building the model")
-        self.model = self.method.build_model(clip_model, classnames, template).to(self.device)
+        model = self.method.build_model(clip_model, self.classnames, self.template)
+        self.model = model.to(self.device)
         for name, module in self.model.learnable_modules().items():
             optim_cfg = self.method.optim_cfg(name)
             optim = build_optimizer(module, optim_cfg)
@@ -85,7 +86,7 @@ class MethodTrainer(TrainerX):
         self.zeroshot_baseline = None
         if cfg.TEST.ZEROSHOT_BASELINE and self._models:
             self.zeroshot_baseline = zeroshot_baseline(
-                self.method, clip_model, classnames, template
+                self.method, clip_model, self.classnames, self.template
             ).to(self.device)
 
     def set_model_mode(self, mode="train", names=None):

@@ -88,13 +88,19 @@ def generator_settings(cfg):
     }
 
 
-def render_image(settings, label, split, index):
-    """One image of class ``label``, from its own seeded random stream."""
+def render_image_and_mask(settings, label, split, index):
+    """One image of class ``label``, from its own seeded random stream, and where its object
+    is drawn (``toy_render.render_with_mask``: per-pixel coverage in [0, 1])."""
     colour, obj = ordered_classes()[label]
     rng = np.random.default_rng([settings["seed"], label, SPLITS.index(split), index])
     attrs = toy_render.sample_attrs(rng, objects=(obj,), colours=(colour,), exclude=())
     shift = toy_render.SHIFT_PRESETS.get(settings["shift"])
-    return toy_render.render(attrs, settings["image_size"], rng, shift)
+    return toy_render.render_with_mask(attrs, settings["image_size"], rng, shift)
+
+
+def render_image(settings, label, split, index):
+    """One image of class ``label``, from its own seeded random stream."""
+    return render_image_and_mask(settings, label, split, index)[0]
 
 
 def generate(root, settings):

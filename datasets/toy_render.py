@@ -255,6 +255,13 @@ _POSITION_PHRASES = {
 
 def render(attrs, size, rng, shift=None):
     """Draw ``attrs`` as a ``size`` x ``size`` RGB image, optionally under a domain shift."""
+    return render_with_mask(attrs, size, rng, shift)[0]
+
+
+def render_with_mask(attrs, size, rng, shift=None):
+    """``render``'s image (the same pixels for the same ``rng`` state) and where its object
+    is: the fraction of each pixel that the object's painted area covers, a float
+    ``size`` x ``size`` array in [0, 1] (distractors, noise and blur left out)."""
     shift = shift or Shift()
     scale = max(1, min(4, 512 // size))  # supersampling factor, for smooth edges
     side = size * scale
@@ -267,11 +274,12 @@ def render(attrs, size, rng, shift=None):
         colour = (1 - shift.fade) * colour + shift.fade * canvas.mean(axis=(0, 1))
     radius = (0.2 + 0.05 * rng.random()) if attrs.size == "small" else (0.34 + 0.08 * rng.random())
     centre = _centre(attrs.position, radius, rng)
-    _draw_object(canvas, attrs.obj, attrs.pattern, colour, centre, radius, side, rng)
+    mask = _draw_object(canvas, attrs.obj, attrs.pattern, colour, centre, radius, side, rng)
     image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).resize(
         (size, size), Image.Resampling.BOX
     )
-    return _apply_pixel_shift(image, shift, rng)
+    coverage = mask.reshape(size, scale, size, scale).mean(axis=(1, 3))  # as BOX resizes
+    return _apply_pixel_shift(image, shift, rng), coverage
 
 
 def _jitter(rgb, rng, amount=14):
@@ -288,7 +296,8 @@ def _centre(position, radius, rng):
 
 
 def _draw_object(canvas, obj, pattern, colour, centre, radius, side, rng):
-    """Paint one object into ``canvas`` (float HxWx3, supersampled) in place."""
+    """Paint one object into ``canvas`` (float HxWx3, supersampled) in place; returns the
+    painted coverage (HxW, in [0, 1])."""
     mask = _shape_mask(obj, centre, radius, rng.uniform(-12, 12), side)
     if pattern == "outlined":
         mask = mask - _erode(mask, max(3, int(side * radius * 0.22)) | 1)
@@ -298,6 +307,7 @@ def _draw_object(canvas, obj, pattern, colour, centre, radius, side, rng):
         fill[_pattern_mask(pattern, side, radius, rng)] = second
     canvas *= 1 - mask[..., None]
     canvas += fill * mask[..., None]
+    return mask
 
 
 def _shape_mask(obj, centre, radius, angle_deg, side):

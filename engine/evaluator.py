@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from engine import distributed
+from engine.confusion import confusion_matrix
 
 
 class ClassificationEvaluator:
@@ -17,6 +18,7 @@ class ClassificationEvaluator:
 
     def reset(self):
         self._pred, self._true, self._index = [], [], []
+        self.confusion = None  # counts [C, C] of the last evaluation, with per_class or cmat
 
     def process(self, logits, labels, index=None):
         """``index``: the samples' dataset indices, needed to merge the ranks of a
@@ -63,11 +65,10 @@ class ClassificationEvaluator:
         print(f"* macro_f1: {results['macro_f1']:.1f}%")
         if self.per_class:
             results["per_class"] = self._per_class(true, pred)
+        if self.per_class or self.compute_cmat:
+            self.confusion = confusion_matrix(true, pred, len(self.lab2cname))
         if self.compute_cmat:
-            n = len(self.lab2cname)
-            cmat = np.zeros((n, n), dtype=np.int64)
-            np.add.at(cmat, (true, pred), 1)
-            results["confusion_matrix"] = cmat.tolist()
+            results["confusion_matrix"] = self.confusion.tolist()
         return results
 
     def _per_class(self, true, pred):

@@ -1,4 +1,5 @@
-"""Guard run directories: a finished run is never overwritten by accident."""
+"""Run directories: what marks a finished run and what it records; a finished run is never
+overwritten by accident. (No torch here: the results parser imports this.)"""
 
 import os
 import shutil

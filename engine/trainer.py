@@ -24,11 +24,14 @@ from engine.checkpoint import (
     save_checkpoint,
 )
 from engine.config import cfg_digest
+from engine.confusion import plot_confusion_matrix
 from engine.evaluator import ClassificationEvaluator
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.precision import MixedPrecision, resolve_precision
 from engine.rundir import RESULTS_FILE, results_record
 from engine.utils import AverageMeter, format_eta, pick_device, rng_state, set_rng_state
+
+CONFUSION_FILE = "confusion_matrix.png"  # with TEST.PER_CLASS_RESULT
 
 
 def resume_digest(cfg):
@@ -234,8 +237,14 @@ class Trainer:
     def write_results(self, split, results):
         if not distributed.is_main_process():
             return
-        record = results_record(self.cfg, split, self.epoch + 1, results, self.extra_results)
+        cfg = self.cfg
+        record = results_record(cfg, split, self.epoch + 1, results, self.extra_results)
         atomic_write_json(os.path.join(self.output_dir, RESULTS_FILE), record)
+        if cfg.TEST.PER_CLASS_RESULT:
+            path = os.path.join(self.output_dir, CONFUSION_FILE)
+            title = f"{cfg.TRAINER.NAME} on {cfg.DATASET.NAME} ({split} split)"
+            plot_confusion_matrix(self.evaluator.confusion, self.dm.classnames, path, title)
+            print(f"Confusion matrix and per-class accuracies: {path}")
 
     # ---- checkpoints ---------------------------------------------------------------------
     def save_model(self, epoch, directory, is_best=False, val_result=None, keep=True):

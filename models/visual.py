@@ -1,5 +1,6 @@
 """Image side: CLIP's ViT with tokens appended per block, deep visual prompts, CAVPT."""
 
+import contextlib
 import math
 import warnings
 
@@ -124,6 +125,7 @@ class ClassAwarePromptBlock(nn.Module):
         self.logit_norm = nn.LayerNorm(width, device=device)
         self.classifier = nn.Linear(width, n_classes, bias=False, device=device)
         self.prompt_norm = nn.LayerNorm(width, device=device)
+        self.attention_log = None  # a list while CAVPT.recording_attention() is active
 
     def forward(self, tokens, class_text):
         """tokens [N, B, W], class_text [B, K, E] -> prompts [K, B, W], logits [K, B, C]."""
@@ -133,6 +135,8 @@ class ClassAwarePromptBlock(nn.Module):
         kv = torch.cat([tokens.detach().transpose(0, 1), kv_tokens], dim=1)  # [B, N + n_kv, W]
         scores = _linear(self.q_proj, query) @ _linear(self.k_proj, kv).transpose(1, 2)
         attn = torch.softmax(scores.float() / math.sqrt(self.q_proj.out_features), dim=-1)
+        if self.attention_log is not None:
+            self.attention_log.append(attn.detach())
         attended = _linear(self.v_proj, attn.to(dtype) @ kv)
         logits = _linear(self.classifier, _layer_norm(self.logit_norm, attended))
         prompts = _layer_norm(self.prompt_norm, attended + query)
@@ -154,3 +158,18 @@ class CAVPT(nn.Module):
 
     def forward(self, block, tokens, class_text):
         return self.blocks[block](tokens, class_text)
+
+    @contextlib.contextmanager
+    def recording_attention(self):
+        """Yields a list that collects, in call order, the attention weights that the blocks
+        compute in the forward passes run inside: one float32 [B, K, N + n_kv] tensor per
+        block call, over the keys of that block (its N input tokens, CLS first and then the
+        patches, followed by its n_kv learnable tokens)."""
+        log = []
+        for block in self.blocks:
+            block.attention_log = log
+        try:
+            yield log
+        finally:
+            for block in self.blocks:
+                block.attention_log = None

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from datasets import toy, toy_render
 from engine.config import get_cfg_default
@@ -79,6 +81,27 @@ def test_base_and_new_halves_each_use_every_colour_and_object(small_toy):
     subsampled = toy.Toy(toy_cfg(root, "DATASET.SUBSAMPLE_CLASSES", "new"))
     assert subsampled.classnames == [toy_render.class_name(c, o) for c, o in new]
     assert {item.label for item in subsampled.test} == set(range(15))
+
+
+def test_the_renderer_tells_where_it_drew_the_object(small_toy):
+    root, dataset = small_toy
+    settings = json.loads((root / "toy" / "toy.json").read_text())
+    item = dataset.test[7]
+    assert item.label == 3 and item.impath.endswith("test_0001.png")
+    image, mask = toy.render_image_and_mask(settings, item.label, "test", 1)
+    with Image.open(item.impath) as on_disk:  # the same pixels as the generated file
+        assert np.array_equal(np.asarray(image), np.asarray(on_disk.convert("RGB")))
+    assert mask.shape == (32, 32) and mask.min() >= 0 and mask.max() <= 1
+    # A large solid circle in the centre covers pi r^2 of the image, r in [0.34, 0.42].
+    attrs = toy_render.Attrs("circle", "red", "solid", "large", "center", "dark")
+    image, mask = toy_render.render_with_mask(attrs, 64, np.random.default_rng(3))
+    assert np.array_equal(
+        np.asarray(image), np.asarray(toy_render.render(attrs, 64, np.random.default_rng(3)))
+    )
+    assert np.pi * 0.34**2 <= mask.mean() <= np.pi * 0.42**2
+    pixels = np.asarray(image, float)
+    inside, outside = pixels[mask > 0.99].mean(0), pixels[mask < 0.01].mean(0)
+    assert inside[0] > 150 > outside[0]  # red where the mask says, dark background elsewhere
 
 
 def test_few_shot_subsets_are_cached_next_to_the_images(small_toy):

@@ -66,6 +66,27 @@ def test_cavpt_block_shapes_and_detached_keys():
     assert (block.q_proj.out_features, block.kv_tokens.shape) == (8, (3, 64))
 
 
+def test_recorded_attention_is_what_the_forward_pass_used():
+    torch.manual_seed(0)
+    cavpt = CAVPT(2, CAVPTCfg(n_kv=3, attn_dim=8), text_dim=32, width=64, n_classes=5)
+    tokens, class_text = torch.randn(17, 2, 64), torch.randn(2, 4, 32)
+    plain = [cavpt(j, tokens, class_text) for j in (0, 1)]
+    with cavpt.recording_attention() as log:
+        recorded = [cavpt(j, tokens, class_text) for j in (0, 1)]
+    assert [block.attention_log for block in cavpt.blocks] == [None, None]
+    for (p0, l0), (p1, l1) in zip(plain, recorded):
+        assert torch.equal(p0, p1) and torch.equal(l0, l1)  # recording changes nothing
+    assert [a.shape for a in log] == [(2, 4, 17 + 3)] * 2  # [B, K, tokens + kv tokens]
+    torch.testing.assert_close(log[1].sum(-1), torch.ones(2, 4))
+    # The auxiliary logits follow from the recorded weights: they are the pass's own.
+    block = cavpt.blocks[1]
+    kv = torch.cat([tokens.transpose(0, 1), block.kv_tokens.expand(2, -1, -1)], dim=1)
+    attended = block.v_proj(log[1] @ kv)
+    torch.testing.assert_close(block.classifier(block.logit_norm(attended)), l1.transpose(0, 1))
+    cavpt(0, tokens, class_text)
+    assert len(log) == 2  # nothing recorded after the context
+
+
 def test_cavpt_in_half_precision_keeps_float32_parameters():
     cavpt = CAVPT(1, CAVPTCfg(), text_dim=32, width=64, n_classes=5)
     tokens = torch.randn(17, 2, 64).to(torch.bfloat16)

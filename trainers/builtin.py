@@ -52,8 +52,11 @@ def evaluate(trainer):
 class ClipTrainer(Trainer):
     """The builtin loop around one ``Method``: CLIP, data, model, optimisers, DDP."""
 
-    def __init__(self, cfg, method):
+    def __init__(self, cfg, method, data=None):
+        """``data`` replaces ``DataManager(cfg)``: e.g. ``inference.SavedClasses``, the class
+        names and template of a run, for a model that predicts without its dataset."""
         self.method = method
+        self._given_data = data
         super().__init__(cfg)
 
     def get_precision(self):
@@ -66,10 +69,11 @@ class ClipTrainer(Trainer):
         if self.device.type == "cpu" and self.precision == "fp16":
             print("Warning: fp16 on the CPU is slow; bf16 or fp32 is faster there.")
         clip_model = cast_clip(build_clip(cfg), self.mixed_precision.weight_dtype)
-        self.dm = DataManager(cfg)
+        self.dm = DataManager(cfg) if self._given_data is None else self._given_data
+        self.classnames = self.dm.classnames
+        self.template = template_for(self.dm.dataset, cfg)
         print("Building the model")
-        template = template_for(self.dm.dataset, cfg)
-        self.model = self.method.build_model(clip_model, self.dm.classnames, template)
+        self.model = self.method.build_model(clip_model, self.classnames, self.template)
         self.model.to(self.device)
         for name, module in self.model.learnable_modules().items():
             self.register_module(name, module, self.method.optim_cfg(name))
@@ -89,7 +93,7 @@ class ClipTrainer(Trainer):
         self.zeroshot_baseline = None
         if cfg.TEST.ZEROSHOT_BASELINE and self.learns:
             self.zeroshot_baseline = zeroshot_baseline(
-                self.method, clip_model, self.dm.classnames, template
+                self.method, clip_model, self.classnames, self.template
             ).to(self.device)
         n_learn = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         print(f"Learnable parameters: {n_learn:,} in {list(self._modules)}")

@@ -1,0 +1,47 @@
+"""What a run keeps besides its checkpoints to rebuild its model: the merged config and the
+class names with the prompt template (read by ``inference.load_classifier`` and the tools)."""
+
+import json
+import os
+
+from yacs.config import CfgNode as CN
+
+from engine.checkpoint import atomic_write, atomic_write_json
+from engine.config import get_cfg_default
+
+CONFIG_FILE = "config.yaml"  # the merged config of the run
+CLASSES_FILE = "classnames.json"  # {"classnames": [...], "template": "a photo of a {}."}
+
+
+def save_run_inputs(output_dir, cfg, classnames, template):
+    """Write the merged config and the class names with the prompt template into the run
+    directory: with the checkpoints, all that ``inference.load_classifier`` needs."""
+    atomic_write(os.path.join(output_dir, CONFIG_FILE), lambda f: f.write(cfg.dump()), "w")
+    record = {"classnames": list(classnames), "template": template}
+    atomic_write_json(os.path.join(output_dir, CLASSES_FILE), record)
+
+
+def read_run_inputs(model_dir):
+    """The config (defaults merged with the saved one), class names and template of a run.
+
+    Import ``trainers`` (and ``datasets``) first, so that their config keys are known."""
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"The run directory '{model_dir}' does not exist")
+    missing = [
+        n for n in (CONFIG_FILE, CLASSES_FILE) if not os.path.isfile(os.path.join(model_dir, n))
+    ]
+    if missing:
+        raise FileNotFoundError(
+            f"'{model_dir}' has no {' and no '.join(missing)} (runs trained before these files "
+            "were saved lack them). Rebuild the model as train.py --eval-only does: add the "
+            "training run's --trainer, --config-file and --dataset-config-file, --root (the "
+            "dataset, for its class names) and its KEY VALUE overrides after --opts."
+        )
+    cfg = get_cfg_default()
+    # A file this project wrote: a Dassl run's config also holds Dassl's own trainer blocks.
+    cfg.set_new_allowed(True)
+    with open(os.path.join(model_dir, CONFIG_FILE)) as f:
+        cfg.merge_from_other_cfg(CN.load_cfg(f))
+    with open(os.path.join(model_dir, CLASSES_FILE)) as f:
+        record = json.load(f)
+    return cfg, record["classnames"], record["template"]

@@ -1,0 +1,229 @@
+"""A trained run as a classifier: ``load_classifier(RUN).predict(images)``.
+
+The model is built by the run's own trainer, from its saved config and class names, and its
+weights are loaded as ``train.py --eval-only --model-dir RUN`` loads them; images go through
+the run's test transform and ``model_inference``, as in the trainer's evaluation. So a
+prediction here is the prediction that the evaluation scored.
+"""
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+import datasets  # noqa: F401  (registers the datasets and their config keys)
+import trainers  # noqa: F401  (registers the trainers and their config keys)
+from engine.config import merge_from_list
+from engine.data import BadImageError, build_transform, read_image
+from engine.run_inputs import read_run_inputs
+from trainers.builtin import ClipTrainer
+from trainers.method import method_for
+
+
+class SavedClasses:
+    """What a trainer reads from its data to build the model, without the dataset: the class
+    names and the dataset's prompt template (``ClipTrainer(cfg, method, data=...)``)."""
+
+    def __init__(self, classnames, template):
+        self.classnames = list(classnames)
+        self.lab2cname = dict(enumerate(self.classnames))
+        self.num_classes = len(self.classnames)
+        self.dataset = SimpleNamespace(template=template)
+
+
+@dataclass
+class Predictions:
+    """Class probabilities ``probs`` [N, C] (softmax of the model's logits, float32, CPU) over
+    ``classnames``; ``paths``: the image files, in the order of the rows, when read from
+    files."""
+
+    probs: torch.Tensor
+    classnames: list[str]
+    paths: list[str] | None = None
+
+    @property
+    def names(self):
+        """The most probable class of each image."""
+        return [self.classnames[i] for i in self.probs.argmax(1).tolist()]
+
+    def top(self, k=5):
+        """Per image, the ``k`` most probable classes as (class name, probability)."""
+        values, indices = self.probs.topk(min(k, len(self.classnames)), dim=1)
+        return [
+            [(self.classnames[i], p) for i, p in zip(row_i, row_p)]
+            for row_i, row_p in zip(indices.tolist(), values.tolist())
+        ]
+
+
+class ImageFiles(Dataset):
+    """Image files through a transform: (index, tensor, "") or, for a file that cannot be
+    read, (index, None, the reason)."""
+
+    def __init__(self, paths, transform):
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        try:
+            image = read_image(self.paths[index])
+        except BadImageError as err:
+            cause = err.__cause__
+            return index, None, f"{type(cause).__name__}: {cause}"
+        return index, self.transform(image), ""
+
+
+def _collate_files(samples):
+    readable = [(i, x) for i, x, _ in samples if x is not None]
+    failed = [(i, why) for i, x, why in samples if x is None]
+    images = torch.stack([x for _, x in readable]) if readable else None
+    return [i for i, _ in readable], images, failed
+
+
+class Classifier:
+    """A trained run, ready to predict; made by ``load_classifier``.
+
+    ``trainer`` is the run's trainer, built and loaded as for ``--eval-only``; ``transform``
+    the run's test transform (PIL image -> normalised tensor); ``classnames`` the classes.
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.cfg = trainer.cfg
+        self.classnames = list(trainer.dm.classnames)
+        self.transform = build_transform(self.cfg, is_train=False)
+        trainer.set_mode("eval")
+        trainer.before_evaluation()
+
+    @property
+    def model(self):
+        return self.trainer.model
+
+    @property
+    def device(self):
+        return self.trainer.device
+
+    @torch.no_grad()
+    def logits(self, batch):
+        """The model's logits [B, C] (float32) for a batch of transformed images, computed as
+        the trainer's evaluation computes them."""
+        with self.trainer.autocast():
+            return self.trainer.model_inference(batch.to(self.device)).float()
+
+    def predict(self, images, batch_size=None):
+        """Probabilities for ``images``: a PIL image or image path, a list of them, or a
+        tensor batch [B, 3, H, W] already transformed (``self.transform``) as the test loader
+        gives it. A file that cannot be read raises ``BadImageError`` naming it."""
+        if torch.is_tensor(images):
+            batch = images[None] if images.dim() == 3 else images
+            return Predictions(self._probs(batch, batch_size), self.classnames)
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            images = [images]
+        tensors = [
+            self.transform(x.convert("RGB") if isinstance(x, Image.Image) else read_image(x))
+            for x in images
+        ]
+        if not tensors:
+            return Predictions(torch.zeros(0, len(self.classnames)), self.classnames)
+        return Predictions(self._probs(torch.stack(tensors), batch_size), self.classnames)
+
+    def _probs(self, batch, batch_size=None):
+        size = batch_size or self.cfg.DATALOADER.TEST.BATCH_SIZE
+        return torch.cat([self.logits(part).softmax(1).cpu() for part in batch.split(size)])
+
+    def batches_of_files(self, paths, batch_size=None, progress=False):
+        """Image files read and transformed in batches by ``DATALOADER.NUM_WORKERS`` loader
+        workers (``progress``: a progress bar on stderr). Yields (the batch's readable
+        paths, their images [b, 3, H, W] or None, a list of (path, reason) for the files
+        of the batch that could not be read)."""
+        paths = [str(p) for p in paths]
+        loader = DataLoader(
+            ImageFiles(paths, self.transform),
+            batch_size=batch_size or self.cfg.DATALOADER.TEST.BATCH_SIZE,
+            num_workers=self.cfg.DATALOADER.NUM_WORKERS,
+            collate_fn=_collate_files,
+        )
+        bar = tqdm(loader, desc="predict", unit="batch", file=sys.stderr, disable=not progress)
+        for indices, images, failed in bar:
+            yield [paths[i] for i in indices], images, [(paths[i], why) for i, why in failed]
+
+    def predict_files(self, paths, batch_size=None, progress=False):
+        """Probabilities for image files (see ``batches_of_files``). Unreadable files are
+        left out: returns the ``Predictions`` of the readable ones (``paths`` in input
+        order) and a list of (path, reason) for the others."""
+        kept, probs, unreadable = [], [], []
+        for batch_paths, images, failed in self.batches_of_files(paths, batch_size, progress):
+            unreadable += failed
+            if images is not None:
+                kept += batch_paths
+                probs.append(self._probs(images, batch_size))
+        probs = torch.cat(probs) if probs else torch.zeros(0, len(self.classnames))
+        return Predictions(probs, self.classnames, kept), unreadable
+
+
+def read_classnames_file(path):
+    """Class names from a text file, one per line (blank lines ignored)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--classnames file '{path}' does not exist")
+    with open(path) as f:
+        names = [line.strip() for line in f if line.strip()]
+    if not names:
+        raise ValueError(f"--classnames file '{path}' holds no class names (one per line)")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"--classnames file '{path}' names these classes twice: {duplicates}")
+    return names
+
+
+def load_classifier(run_dir, load_epoch=None, classnames=None, opts=(), rebuild_cfg=None):
+    """The model of the run in ``run_dir`` with its trained weights, as a ``Classifier``.
+
+    The config and class names are those the run saved (``config.yaml``,
+    ``classnames.json``), with ``opts`` (KEY VALUE pairs, e.g. ``["USE_CUDA", "False"]``)
+    applied on top. ``load_epoch``: that epoch's checkpoint instead of the run's best or last
+    one (as ``--load-epoch``). ``classnames``: predict over these classes instead (open
+    vocabulary; what is tied to the old classes is rebuilt, as for base-to-new evaluation).
+    ``rebuild_cfg``: a config built from the training flags, for a run directory that does
+    not hold its config; the class names then come from the dataset, as in ``--eval-only``.
+    The trainer's messages go to stderr.
+    """
+    if rebuild_cfg is None:
+        cfg, trained_names, template = read_run_inputs(run_dir)
+        data = SavedClasses(classnames or trained_names, template)
+    else:
+        if not os.path.isdir(run_dir):
+            raise FileNotFoundError(f"The run directory '{run_dir}' does not exist")
+        cfg, data = rebuild_cfg.clone(), None
+    cfg.defrost()
+    merge_from_list(cfg, list(opts))
+    cfg.TEST.ZEROSHOT_BASELINE = False  # a training-time report, not part of the model
+    cfg.freeze()
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer = ClipTrainer(cfg, method_for(cfg), data=data)
+        if data is None:  # the dataset gave the class names and template
+            trained_names = trainer.classnames
+            if classnames:
+                data = SavedClasses(classnames, trainer.template)
+                trainer = ClipTrainer(cfg, method_for(cfg), data=data)
+        if classnames and list(classnames) != list(trained_names):
+            check_context_is_shared(trainer)
+        trainer.load_model(run_dir, epoch=load_epoch)
+    return Classifier(trainer)
+
+
+def check_context_is_shared(trainer):
+    """Other class names need a text context that is not tied to the training classes."""
+    learner = trainer.model.learnable_modules().get("prompt_learner")
+    if getattr(learner, "csc", False):
+        raise ValueError(
+            "This run learned a class-specific text context (TRAINER.COOP.CSC True), one per "
+            "training class, so it cannot predict over other class names (--classnames)"
+        )
