@@ -1,6 +1,7 @@
 """Train and evaluate prompt-tuning methods on CLIP; the command line of CoOp's train.py."""
 
 import argparse
+import contextlib
 import sys
 import time
 import traceback
@@ -11,11 +12,28 @@ import torch.distributed as dist
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers and their config keys)
 from engine import distributed
-from engine.config import setup_cfg
+from engine.checkpoint import CheckpointWriteError
+from engine.config import check_run_values, inert_key_notes, setup_cfg
+from engine.data.images import BadImageError
 from engine.log import run_log
 from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
-from engine.rundir import prepare_output_dir
+from engine.run_lock import RunDirInUse, RunLock
+from engine.rundir import check_output_dir, prepare_output_dir
 from engine.utils import set_random_seed
+
+# Errors that bad input or a bad state of the files causes: a message says what to do (exit 2).
+BAD_INPUT = (
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    PermissionError,
+    KeyError,
+    ValueError,
+    FloatingPointError,
+    BadImageError,
+    RunDirInUse,
+    CheckpointWriteError,
+)
 
 
 def build_parser():
@@ -70,6 +88,8 @@ def check_args(args, cfg):
     """Fail before any work on what can be checked from the arguments alone."""
     TRAINER_REGISTRY.get(cfg.TRAINER.NAME or "<none given: use --trainer>")
     DATASET_REGISTRY.get(cfg.DATASET.NAME or "<none given: use --dataset-config-file>")
+    check_run_values(cfg)
+    check_output_dir(cfg.OUTPUT_DIR)
 
 
 def describe_parallelism(cfg):
@@ -100,40 +120,51 @@ def main(argv=None):
 
 
 def run(args, cfg):
-    if distributed.is_main_process():
-        prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite)
-    distributed.barrier()
-    with run_log(cfg.OUTPUT_DIR):
-        print(f"** Run started {time.strftime('%Y-%m-%d %H:%M:%S')} **")
-        print("** Arguments **")
-        for key, value in sorted(vars(args).items()):
-            print(f"{key}: {value}")
-        print("** Config **")
-        print(cfg)
-        print(f"PyTorch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
-        describe_parallelism(cfg)
-        if cfg.SEED >= 0:
-            print(f"Setting fixed seed: {cfg.SEED}")
-            set_random_seed(cfg.SEED)
-        if torch.cuda.is_available() and cfg.USE_CUDA:
-            torch.backends.cudnn.benchmark = True
+    """Rank 0 holds the run directory's lock for the whole run (eval-only runs too)."""
+    main_process = distributed.is_main_process()
+    with RunLock(cfg.OUTPUT_DIR) if main_process else contextlib.nullcontext() as lock:
+        if main_process:
+            prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite)
+        distributed.barrier()
+        with run_log(cfg.OUTPUT_DIR):
+            notes = [lock.note] if main_process and lock.note else []
+            return run_logged(args, cfg, notes + inert_key_notes(cfg))
 
-        trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
-        if args.eval_only:
-            if args.model_dir:
-                trainer.load_model(args.model_dir, epoch=args.load_epoch)
-            elif trainer.learns:
-                print("Note: no --model-dir given; evaluating the untrained initialisation")
-            return trainer.test()
-        if not args.no_train:
-            return trainer.train()
+
+def run_logged(args, cfg, notes):
+    """Everything after the run directory is claimed; printed lines go to its log.txt."""
+    print(f"** Run started {time.strftime('%Y-%m-%d %H:%M:%S')} **")
+    for note in notes:
+        print(note)
+    print("** Arguments **")
+    for key, value in sorted(vars(args).items()):
+        print(f"{key}: {value}")
+    print("** Config **")
+    print(cfg)
+    print(f"PyTorch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
+    describe_parallelism(cfg)
+    if cfg.SEED >= 0:
+        print(f"Setting fixed seed: {cfg.SEED}")
+        set_random_seed(cfg.SEED)
+    if torch.cuda.is_available() and cfg.USE_CUDA:
+        torch.backends.cudnn.benchmark = True
+
+    trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
+    if args.eval_only:
+        if args.model_dir:
+            trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        elif trainer.learns:
+            print("Note: no --model-dir given; evaluating the untrained initialisation")
+        return trainer.test()
+    if not args.no_train:
+        return trainer.train()
     return None
 
 
 if __name__ == "__main__":
     try:
         main()
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
+    except BAD_INPUT as err:
         # Bad input: a short message says what to do; the origin helps if it is a bug.
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         origin = traceback.extract_tb(err.__traceback__)[-1]

@@ -20,17 +20,21 @@ from engine.checkpoint import (
     BEST_NAME,
     atomic_write_json,
     epoch_name,
-    latest_checkpoint,
     load_checkpoint,
-    save_checkpoint,
+    remove_temp_files,
+    resumable_epoch,
+    save_epoch,
 )
-from engine.config import cfg_digest
+from engine.config import cfg_digest, cfg_to_dict, config_differences
 from engine.evaluator import ClassificationEvaluator
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.precision import MixedPrecision, resolve_precision
 from engine.utils import AverageMeter, format_eta, pick_device, rng_state, set_rng_state
 
 RESULTS_FILE = "results.json"
+START_AGAIN = (
+    "pass --overwrite to start the run again (its checkpoints move to previous-<timestamp>/)"
+)
 
 
 def resume_digest(cfg):
@@ -100,7 +104,8 @@ class Trainer:
             raise FloatingPointError(
                 f"Loss became {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1} "
                 f"(precision {self.precision}). Training stopped instead of continuing on "
-                "garbage: try TRAINER.COOP.PREC amp_bf16, amp or bf16, or a lower OPTIM.LR."
+                "garbage: try TRAINER.COOP.PREC amp_bf16, amp or bf16, or a lower OPTIM.LR, "
+                f"and {START_AGAIN}."
             )
         self.mixed_precision.backward_and_step(loss, list(self._optims.values()))
 
@@ -118,6 +123,9 @@ class Trainer:
             raise RuntimeError(
                 f"Trainer {type(self).__name__} has nothing to train; run it with --eval-only."
             )
+        if distributed.is_main_process() and os.path.isdir(self.output_dir):
+            for path in remove_temp_files(self.output_dir, self._modules):
+                print(f"Removed '{path}', left by an interrupted write")
         self.start_epoch = self.resume_if_possible()
         self._time_start = time.time()
         for epoch in range(self.start_epoch, self.max_epoch):
@@ -265,12 +273,13 @@ class Trainer:
         extra = {
             "rng_state": rng_state(),
             "resume_digest": resume_digest(self.cfg),
+            "config": cfg_to_dict(self.cfg),
             "best_val": self.best_val,
         }
         if self.scaler is not None:
             extra["scaler"] = self.scaler.state_dict()
-        for name, module in self._modules.items():
-            state = {
+        states = {
+            name: {
                 "state_dict": module.state_dict(),
                 "epoch": epoch + 1,
                 "optimizer": self._optims[name].state_dict() if name in self._optims else None,
@@ -278,83 +287,108 @@ class Trainer:
                 "val_result": val_result,
                 **extra,
             }
-            save_checkpoint(
-                state, os.path.join(directory, name), is_best, remove_previous=not self._kept
-            )
+            for name, module in self._modules.items()
+        }
+        save_epoch(directory, states, is_best, keep_previous=self._kept)
 
     def resume_if_possible(self):
-        """Continue from the latest checkpoint in RESUME (or OUTPUT_DIR); return the epoch."""
+        """Continue from the newest epoch saved in every module of RESUME (or OUTPUT_DIR);
+        return that epoch (0: nothing to resume)."""
         directory = self.cfg.RESUME or self.output_dir
-        paths = {name: latest_checkpoint(os.path.join(directory, name)) for name in self._modules}
-        if not all(paths.values()):
+        epoch = resumable_epoch(directory, self._modules)
+        if epoch is None:
             if self.cfg.RESUME:
                 raise FileNotFoundError(
-                    f"--resume {directory}: no checkpoint for module(s) "
-                    f"{[n for n, p in paths.items() if not p]} (expected "
-                    f"<dir>/<module>/checkpoint naming a model.pth.tar-N file)"
+                    f"--resume {directory}: no checkpoint for module(s) {list(self._modules)} "
+                    "(expected <dir>/<module>/model.pth.tar-N files)"
                 )
             return 0
-        epoch = 0
-        for name, path in paths.items():
-            ckpt = load_checkpoint(path)
-            if ckpt.get("resume_digest", resume_digest(self.cfg)) != resume_digest(self.cfg):
-                raise RuntimeError(
-                    f"The checkpoint {path} was written with a different configuration. "
-                    "Use another --output-dir, or --overwrite to start this run again."
-                )
-            self._load_state(name, ckpt["state_dict"])
+        for name in self._modules:
+            path = os.path.join(directory, name, epoch_name(epoch))
+            ckpt = load_checkpoint(path, advice=f"Restore it, or {START_AGAIN}.")
+            self._check_same_config(path, ckpt)
+            self._load_state(name, ckpt["state_dict"], ckpt.get("config"), path)
             if name in self._optims and ckpt.get("optimizer"):
                 self._optims[name].load_state_dict(ckpt["optimizer"])
             if name in self._scheds and ckpt.get("scheduler"):
                 self._scheds[name].load_state_dict(ckpt["scheduler"])
-            epoch = ckpt["epoch"]
         if self.scaler is not None and "scaler" in ckpt:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.best_val = ckpt.get("best_val", -math.inf)
         self._kept = True  # never delete the checkpoint this run resumed from
+        self.epoch = epoch - 1  # the last epoch done (a run that ends at once reports it)
         set_rng_state(ckpt["rng_state"])
         print(f"Resumed from {directory} at epoch {epoch} (continuing with epoch {epoch + 1})")
         return epoch
+
+    def _check_same_config(self, path, ckpt):
+        """Resuming with other settings would mix two runs: refuse, naming what changed."""
+        if ckpt.get("resume_digest", resume_digest(self.cfg)) == resume_digest(self.cfg):
+            return
+        ignore = ("OUTPUT_DIR", "RESUME")
+        diffs = [
+            d for d in config_differences(ckpt.get("config") or {}, self.cfg) if d[0] not in ignore
+        ]
+        changed = ""
+        if ckpt.get("config") and diffs:
+            changed = " (" + "; ".join(f"{k}: {old!r} there, {new!r} now" for k, old, new in diffs)
+            changed += ")"
+        raise ValueError(
+            f"The checkpoint '{path}' was written with a different configuration{changed}. "
+            f"Run the same command as before to resume it, use another --output-dir, or "
+            f"{START_AGAIN}."
+        )
 
     def load_model(self, directory, epoch=None, best=False):
         """Load every registered module from a run directory (``--model-dir``).
 
         Without ``epoch``: ``model-best.pth.tar`` when the run kept one (Dassl's default, and
-        the weights a best_val run reported), else the latest epoch."""
+        the weights a best_val run reported), else the newest epoch saved in every module."""
+        if epoch is None and not best and not self._has_best(directory):
+            epoch = resumable_epoch(directory, self._modules)
+        epochs = {}
         for name in self._modules:
             module_dir = os.path.join(directory, name)
-            best_path = os.path.join(module_dir, BEST_NAME)
-            if best:
-                path = best_path
-            elif epoch is not None:
-                path = os.path.join(module_dir, epoch_name(epoch))
-            elif os.path.isfile(best_path):
-                path = best_path
+            if best or epoch is None:
+                path = os.path.join(module_dir, BEST_NAME)
             else:
-                path = latest_checkpoint(module_dir) or best_path
+                path = os.path.join(module_dir, epoch_name(epoch))
             if not os.path.isfile(path):
                 raise FileNotFoundError(
                     f"No checkpoint for module '{name}': '{path}' does not exist. "
                     f"Found in {module_dir}: "
                     f"{sorted(os.listdir(module_dir)) if os.path.isdir(module_dir) else 'nothing'}"
                 )
-            ckpt = load_checkpoint(path)
+            ckpt = load_checkpoint(path, advice="Restore it, or evaluate another --load-epoch.")
             print(f"Loading weights to {name} from '{path}' (epoch = {ckpt.get('epoch')})")
-            self._load_state(name, ckpt["state_dict"])
-            if ckpt.get("epoch"):
-                self.epoch = ckpt["epoch"] - 1
+            self._load_state(name, ckpt["state_dict"], ckpt.get("config"), path)
+            epochs[name] = ckpt.get("epoch")
+        if len(set(epochs.values())) > 1:
+            raise ValueError(
+                f"The checkpoints loaded from '{directory}' are of different epochs ({epochs}): "
+                "pass --load-epoch N for an epoch that every module has."
+            )
+        if next(iter(epochs.values()), None):
+            self.epoch = next(iter(epochs.values())) - 1
+
+    def _has_best(self, directory):
+        return all(os.path.isfile(os.path.join(directory, n, BEST_NAME)) for n in self._modules)
 
     def adapt_loaded_state(self, name, state_dict):
         """Hook: fit a loaded state dict to this run (e.g. drop heads of other classes)."""
         return state_dict
 
-    def _load_state(self, name, state_dict):
-        """Load parameters; buffers (derived from CLIP and class names) are rebuilt, not read."""
+    def _load_state(self, name, state_dict, saved_cfg=None, path=""):
+        """Load parameters; buffers (derived from CLIP and class names) are rebuilt, not read.
+
+        ``saved_cfg`` (the ``config`` saved with the checkpoint at ``path``) lets a tensor of
+        the wrong shape be explained by the settings that differ."""
         module = self._modules[name]
         adapted = self.adapt_loaded_state(name, state_dict)
         # Buffers derived from CLIP and class names are rebuilt; the hook may leave out more.
         skip = {k for k, _ in module.named_buffers()} | (set(state_dict) - set(adapted))
         params = {k: v for k, v in adapted.items() if k not in skip}
+        self._check_shapes(name, params, saved_cfg, path)
         missing, unexpected = module.load_state_dict(params, strict=False)
         missing = [k for k in missing if k not in skip]
         unexpected = [k for k in unexpected if not k.startswith(("token_prefix", "token_suffix"))]
@@ -363,3 +397,34 @@ class Trainer:
                 f"Checkpoint for '{name}' does not fit the model: missing {missing}, "
                 f"unexpected {unexpected}"
             )
+
+    def _check_shapes(self, name, params, saved_cfg, path):
+        """A saved tensor whose shape differs from the model's is a ValueError that names the
+        settings behind it (those of TRAINER and MODEL, else DATASET, that differ)."""
+        own = self._modules[name].state_dict()
+        wrong = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in params.items()
+                 if k in own and tuple(v.shape) != tuple(own[k].shape)]  # fmt: skip
+        if not wrong:
+            return
+        key, saved, here = wrong[0]
+        where = f"'{path}'" if path else f"for '{name}'"
+        message = (
+            f"The checkpoint {where} does not fit this model: '{key}' has shape {list(saved)} "
+            f"there and {list(here)} here."
+        )
+        diffs = []
+        if saved_cfg:
+            diffs = config_differences(saved_cfg, self.cfg, ("TRAINER.", "MODEL."))
+            diffs = diffs or config_differences(saved_cfg, self.cfg, ("DATASET.",))
+        if diffs:
+            settings = "; ".join(f"{k} {old} (this run: {new})" for k, old, new in diffs)
+            message += (
+                f" The run was trained with {settings}: use the run's values (drop the "
+                "override, or pass the config files it was trained with)."
+            )
+        else:
+            message += (
+                " The run was trained with other settings (see the ** Config ** section of "
+                "its log.txt): evaluate with the same settings."
+            )
+        raise ValueError(message)

@@ -56,15 +56,6 @@ def check_input_size(cfg, clip_model):
         )
 
 
-def check_at_least(cfg, key, minimum, what):
-    """A config value below ``minimum`` is an error naming the key (before anything loads)."""
-    value = cfg
-    for part in key.split("."):
-        value = value[part]
-    if value < minimum:
-        raise ValueError(f"{key} ({what}) must be >= {minimum}, got {value}")
-
-
 class ClipTrainer(Trainer):
     """Builds CLIP before the data, so that a wrong backbone or size fails before any I/O.
 

@@ -3,10 +3,9 @@
 from yacs.config import CfgNode as CN
 
 from engine import distributed
-from engine.config import extend_cfg
+from engine.config import add_inert_key, check_at_least, extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.dpt import DPTModel
-from trainers.base import check_at_least
 from trainers.coop import text_prompt_kwargs
 from trainers.vlp import VLP
 
@@ -17,6 +16,12 @@ def dpt_cfg(cfg):
     cfg.TRAINER.SELECTED_COVPT.CPN = 10  # K: zero-shot top-K classes that CAVPT attends from
     cfg.TRAINER.TOPDOWN_SECOVPT = CN()
     cfg.TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT = 12  # CAVPT from this (1-based) block on
+    add_inert_key(
+        cfg,
+        "TRAINER.TOPDOWN_SECOVPT.LR",
+        0.01,
+        "the original DPT code defines it, never reads it: CAVPT learns at OPTIM.LR",
+    )
     cfg.TRAINER.ALPHA = 0.3  # weight of the CAVPT auxiliary loss
     # Hard-coded in the original; the defaults are its values.
     cfg.TRAINER.DPT.CAVPT_N_KV = 10  # learnable key/value tokens per CAVPT block

@@ -2,10 +2,10 @@
 
 from yacs.config import CfgNode as CN
 
-from engine.config import extend_cfg
+from engine.config import check_at_least, extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.vlp import VLPModel
-from trainers.base import ClipTrainer, check_at_least
+from trainers.base import ClipTrainer
 from trainers.coop import text_prompt_kwargs
 
 
@@ -46,6 +46,7 @@ class VLP(ClipTrainer):
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
         check_at_least(cfg, "TRAINER.VPT.N_CTX", 1, "visual prompt tokens per block")
+        check_at_least(cfg, "TRAINER.DPT.TEXT_LR", 0, "the text prompt's learning rate")
 
     def create_model(self, clip_model, classnames):
         cfg = self.cfg

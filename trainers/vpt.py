@@ -2,16 +2,17 @@
 
 from yacs.config import CfgNode as CN
 
-from engine.config import extend_cfg
+from engine.config import add_inert_key, check_at_least, extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.vpt import VPTModel
-from trainers.base import ClipTrainer, check_at_least
+from trainers.base import ClipTrainer
 
 
 @extend_cfg
 def vpt_cfg(cfg):
     cfg.TRAINER.VPT = CN()
     cfg.TRAINER.VPT.N_CTX = 10  # visual prompt tokens per block
+    add_inert_key(cfg, "TRAINER.VPT.LN", False, "the original DPT code defines it, never reads it")
 
 
 @TRAINER_REGISTRY.register()
