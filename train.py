@@ -161,13 +161,19 @@ def run_logged(args, cfg, notes):
     return None
 
 
-if __name__ == "__main__":
+def cli(argv=None):
+    """``main`` with bad input reported as ``error: <what to do>`` on stderr: exit status 2."""
     try:
-        main()
+        main(argv)
     except BAD_INPUT as err:
-        # Bad input: a short message says what to do; the origin helps if it is a bug.
+        # The origin helps if it is a bug.
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         origin = traceback.extract_tb(err.__traceback__)[-1]
         print(f"error: {message}", file=sys.stderr)
         print(f"(raised at {origin.filename}:{origin.lineno})", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
