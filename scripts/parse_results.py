@@ -155,15 +155,24 @@ def unreadable_error(summary):
     paths = [os.path.join(run.path, RESULTS) for run in summary.incomplete if run.unreadable]
     if not paths:
         return ""
-    return (f"error: could not read {', '.join(paths)} (the reason is listed above); the "
-            "tables leave those runs out")  # fmt: skip
+    return (
+        f"error: could not read {', '.join(paths)} (the reason is listed above); the tables "
+        "leave those runs out"
+    )
 
 
-if __name__ == "__main__":
+def cli(argv=None):
+    """``main``, with errors on stderr: exit status 2 for a bad folder or an unreadable
+    results.json (the tables of the other runs are printed first)."""
     try:
-        error = unreadable_error(main())
+        error = unreadable_error(main(argv))
     except (FileNotFoundError, ValueError) as err:
         error = f"error: {err}"
     if error:
         print(error, file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,29 +1,21 @@
 """Fault injection: train.py killed with SIGKILL at chosen and at random moments, including in
 the middle of writing a checkpoint, then started again with the same command until it
-finishes; every trial must end bit-identical to an uninterrupted run.
-
-Each run is a child process forked from this one (no new interpreter to start, so a run takes
-about a second). In the child, ``os.replace`` (how every file of a run directory is put in
-place: checkpoints, ``last_epoch.json``, Dassl's pointers, ``results.json``) can kill the
-process at its N-th call into the run directory: before the rename, after cutting the
-temporary file to half its size (a kill while the file is being written), or just after it
-(a kill between two writes).
+finishes; every trial must end bit-identical to an uninterrupted run. The runs are forked
+children (``tests/forked_train.py``: how a kill is placed on a write).
 """
 
 import json
 import os
 import random
-import signal
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 import train
 from engine.checkpoint import EPOCH_FILE, TEMP_PREFIX
-from tests.run_fixtures import make_workspace, train_argv
+from tests.forked_train import ForkedRun, launch
+from tests.run_fixtures import make_workspace, read_only, train_argv
 
 CLASSES = {name: 6 for name in ["ant", "bee", "cat", "dog", "eel", "fox"]}
 MODULES = ["visual_prompt", "cavpt", "prompt_learner"]
@@ -37,61 +29,6 @@ OVERRIDES = ("TRAINER.VPT.N_CTX", "3", "TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "2
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     return make_workspace(tmp_path_factory.mktemp("faults"), CLASSES)
-
-
-def _child(argv, out, kill_at, when, renames_file):
-    """The forked child: train.py's ``cli`` with ``os.replace`` counting (and killing)."""
-    sys.stdout = sys.stderr = open(f"{out}.console.txt", "a", buffering=1)  # noqa: SIM115
-    replace, count = os.replace, [0]
-
-    def replace_or_die(src, dst, *args, **kwargs):
-        renamed = os.path.relpath(dst, out)
-        if renamed.startswith("..") or not os.path.basename(src).startswith(TEMP_PREFIX):
-            return replace(src, dst, *args, **kwargs)  # not a file of the run directory
-        count[0] += 1
-        if renames_file:
-            with open(renames_file, "a") as f:
-                f.write(renamed + "\n")
-        if kill_at in (count[0], renamed) and when == "before":
-            with open(src, "r+b") as f:
-                f.truncate(os.path.getsize(src) // 2)
-            os.kill(os.getpid(), signal.SIGKILL)
-        replace(src, dst, *args, **kwargs)
-        if kill_at in (count[0], renamed):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    os.replace = replace_or_die
-    return train.cli(argv)
-
-
-def launch(argv, out, kill_at=None, when="before", kill_after_s=None, renames_file=None):
-    """Run train.py in a forked child; True when it was killed, False when it exited 0.
-
-    ``kill_at``: the 1-based index of the rename to die at, or the file renamed (relative to
-    the run directory; its first rename); ``kill_after_s``: SIGKILL from here after that
-    many seconds."""
-    pid = os.fork()
-    if pid == 0:  # never returns into pytest
-        code = 99
-        try:
-            code = _child(argv, out, kill_at, when, renames_file)
-        finally:
-            os._exit(code)
-    deadline = None if kill_after_s is None else time.monotonic() + kill_after_s
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if deadline is not None and time.monotonic() >= deadline:
-            os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
-            break
-        time.sleep(0.005)
-    if os.WIFSIGNALED(status):
-        assert os.WTERMSIG(status) == signal.SIGKILL
-        return True
-    assert os.WEXITSTATUS(status) == 0, Path(f"{out}.console.txt").read_text()[-3000:]
-    return False
 
 
 def final_state(out):
@@ -162,6 +99,7 @@ def finish_after_kills(workspace, out, kills):
 
 
 def check_trial(out, uninterrupted, killed):
+    """Bit-identical to the uninterrupted run, nothing left over; ``killed`` + 1 starts."""
     assert_identical(final_state(out), uninterrupted["state"])
     leftovers = [os.path.join(d, f) for d, _, files in os.walk(out) for f in files
                  if f.startswith(TEMP_PREFIX)]  # fmt: skip
@@ -236,3 +174,29 @@ def test_a_run_killed_in_its_final_evaluation_reports_its_last_epoch(workspace, 
     assert not launch(argv, out)
     assert json.loads((out / "results.json").read_text())["epoch"] == 2
     assert "Resumed from" in (out / "log.txt").read_text()
+
+
+def test_a_module_folder_made_read_only_mid_run_stops_it_resumably(
+    workspace, uninterrupted, tmp_path, capsys
+):
+    """The issue's case: while epoch 3 is saved, cavpt/ cannot be written. The run stops with
+    a message; nothing of epoch 3 is used; once writable again it resumes from epoch 2 and ends
+    bit-identical (it used to resume on a mix of epochs 2 and 3)."""
+    out = tmp_path / "run"
+    argv = train_argv(workspace, out, "DPT", overrides=OVERRIDES)
+    run = ForkedRun(argv, out, pause_at="visual_prompt/model.pth.tar-3")
+    run.wait_paused()
+    with read_only(out / "cavpt"):
+        run.resume()
+        assert not run.wait(status=2)
+        console = run.console.read_text()
+        assert f"error: Could not save epoch 3 in '{out}' (" in console
+        assert f"{out / 'cavpt'}/{TEMP_PREFIX}model.pth.tar-3" in console
+        assert "The run can resume from epoch 2: fix the cause (permissions, free space)" in console
+        # Started again while it is still read-only: refused before anything is written.
+        assert train.cli(argv) == 2
+        assert f"error: Cannot write in '{out / 'cavpt'}' (" in capsys.readouterr().err
+    assert (out / "visual_prompt" / "model.pth.tar-3").exists()  # written, never committed
+    assert not launch(argv, out)
+    log = check_trial(out, uninterrupted, killed=1)
+    assert "Resumed from" in log and "at epoch 2 (continuing with epoch 3)" in log
