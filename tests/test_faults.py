@@ -200,3 +200,18 @@ def test_a_module_folder_made_read_only_mid_run_stops_it_resumably(
     assert not launch(argv, out)
     log = check_trial(out, uninterrupted, killed=1)
     assert "Resumed from" in log and "at epoch 2 (continuing with epoch 3)" in log
+
+
+def test_a_run_directory_from_before_last_epoch_json_resumes_its_common_epoch(
+    workspace, uninterrupted, tmp_path
+):
+    """As the code before last_epoch.json left a run killed between modules: visual_prompt's
+    pointer names epoch 3, the others' epoch 2. Resume takes epoch 2, complete in all."""
+    out = tmp_path / "run"
+    argv = train_argv(workspace, out, "DPT", overrides=OVERRIDES)
+    assert launch(argv, out, kill_at="visual_prompt/model.pth.tar-3", when="after")
+    os.remove(out / EPOCH_FILE)
+    (out / "visual_prompt" / "checkpoint").write_text("model.pth.tar-3\n")
+    assert not launch(argv, out)
+    log = check_trial(out, uninterrupted, killed=1)
+    assert "at epoch 2 (continuing with epoch 3)" in log

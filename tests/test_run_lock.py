@@ -53,8 +53,10 @@ def test_a_killed_process_lock_is_taken_over_with_a_note(workspace, tmp_path):
     assert killed.wait()
     record = json.loads((out / LOCK_FILE).read_text())
     assert record["pid"] == killed.pid and record["host"] == socket.gethostname()
-    assert train.cli(train_argv(workspace, out, "CoOp")) == 0
+    original_keys = ("TRAINER.VPT.LN", "True")  # accepted, noted at the start of the log too
+    assert train.cli(train_argv(workspace, out, "CoOp", overrides=original_keys)) == 0
     log = (out / "log.txt").read_text()
+    assert "Note: TRAINER.VPT.LN True has no effect (the original DPT code defines it" in log
     assert (
         f"Note: took over '{out / LOCK_FILE}' from a process that is no longer running "
         f"(PID {killed.pid} on host {socket.gethostname()}, started {record['started']})."

@@ -46,7 +46,8 @@ def test_trains_and_evaluates_in_every_precision(workspace, tmp_path, trainer, p
         argv(workspace, out, trainer, overrides=("TRAINER.COOP.PREC", prec, "OPTIM.MAX_EPOCH", "1"))
     )
     assert 0.0 <= results["accuracy"] <= 100.0 and results["total"] == 12
-    assert sorted(os.listdir(out)) == sorted(["log.txt", "results.json", *MODULES[trainer]])
+    expected = ["log.txt", "results.json", "last_epoch.json", *MODULES[trainer]]
+    assert sorted(os.listdir(out)) == sorted(expected)
     log = (out / "log.txt").read_text()
     assert "loss" in log and "nan" not in log.split("Finish training")[0]
     for name in MODULES[trainer]:
