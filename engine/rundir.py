@@ -5,6 +5,7 @@ import shutil
 import tempfile
 import time
 
+from engine.checkpoint import LATEST_POINTER, saved_epochs
 from engine.trainer import RESULTS_FILE
 
 KEPT_ON_OVERWRITE = ("log.txt",)  # grows across sessions; previous-*/ and hidden files stay too
@@ -20,10 +21,14 @@ def _nearest_existing(path):
     return path
 
 
+def _holds_checkpoints(folder):
+    return os.path.isfile(os.path.join(folder, LATEST_POINTER)) or bool(saved_epochs(folder))
+
+
 def check_output_dir(output_dir):
     """Refuse, before anything is written, an output directory that is a file, lies below a
-    file, or cannot be written (the folder, or the nearest existing folder above it, and the
-    folders in it)."""
+    file, or cannot be written (the folder, or the nearest existing folder above it, and its
+    module folders that hold checkpoints)."""
     path = os.path.abspath(output_dir)
     if os.path.exists(path) and not os.path.isdir(path):
         raise NotADirectoryError(
@@ -37,11 +42,8 @@ def check_output_dir(output_dir):
         )
     folders = [existing]
     if existing == path:
-        folders += [
-            os.path.join(path, d)
-            for d in sorted(os.listdir(path))
-            if os.path.isdir(os.path.join(path, d)) and not d.startswith("previous-")
-        ]
+        subfolders = [os.path.join(path, d) for d in sorted(os.listdir(path))]
+        folders += [d for d in subfolders if os.path.isdir(d) and _holds_checkpoints(d)]
     for folder in folders:
         try:
             with tempfile.TemporaryFile(dir=folder):

@@ -98,6 +98,7 @@ def test_output_dir_that_is_a_file_or_below_one(workspace, tmp_path, capsys):
 def test_read_only_output_dir_or_module_folder(workspace, tmp_path, capsys):
     out = tmp_path / "run"
     (out / "cavpt").mkdir(parents=True)
+    (out / "cavpt" / "checkpoint").write_text("model.pth.tar-1\n")  # an unfinished run's module
     with read_only(out):
         err = refused(train_argv(workspace, out, "CoOp"), capsys, out)
         assert f"error: Cannot write in '{out}' (" in err
