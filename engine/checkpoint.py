@@ -86,18 +86,18 @@ def save_epoch(run_dir, states, is_best=False, keep_previous=True):
     ``keep_previous``. A failed write is a ``CheckpointWriteError`` naming the epoch that a
     run can resume from."""
     epoch = next(iter(states.values()))["epoch"]
-    previous = _read_epoch_file(run_dir)
+    previous = _committed_epoch(run_dir)
     committed = False
     try:
         _write_epoch(run_dir, states, is_best)
         committed = True
-        _after_commit(run_dir, states, previous if not keep_previous else None)
+        _after_commit(run_dir, states, None if keep_previous else previous)
     except OSError as err:
         if committed:
             what, start = f"Saved epoch {epoch} in '{run_dir}', then failed", f"epoch {epoch}"
         else:
             what = f"Could not save epoch {epoch} in '{run_dir}'"
-            start = f"epoch {previous['epoch']}" if previous else "its start"
+            start = "its start" if previous is None else f"epoch {previous}"
         raise CheckpointWriteError(
             f"{what} ({err}). The run can resume from {start}: fix the cause (permissions, "
             "free space), then run the same command again."
@@ -116,26 +116,25 @@ def _write_epoch(run_dir, states, is_best):
 
 
 def _after_commit(run_dir, states, drop):
-    """Dassl's pointers name the committed epoch; the files of epoch record ``drop`` go."""
+    """Dassl's pointers name the committed epoch; the files of epoch ``drop`` go."""
     epoch = next(iter(states.values()))["epoch"]
     for module in states:
         _point_to(os.path.join(run_dir, module), epoch_name(epoch))
-    if drop and drop["epoch"] != epoch:
+    if drop is not None and drop != epoch:
         for module in states:
-            stale = os.path.join(run_dir, module, epoch_name(drop["epoch"]))
+            stale = os.path.join(run_dir, module, epoch_name(drop))
             if os.path.isfile(stale):
                 os.remove(stale)
 
 
-def _read_epoch_file(run_dir):
-    """The content of ``last_epoch.json`` (``{"epoch": N, "modules": [...]}``), or None."""
+def _committed_epoch(run_dir):
+    """The epoch ``last_epoch.json`` names (``{"epoch": N, "modules": [...]}``), or None."""
     path = os.path.join(run_dir, EPOCH_FILE)
     if not os.path.isfile(path):
         return None
     try:
         with open(path) as f:
-            record = json.load(f)
-        return {"epoch": int(record["epoch"]), "modules": list(record["modules"])}
+            return int(json.load(f)["epoch"])
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(
             f"'{path}' is damaged ({type(err).__name__}: {err}). Delete it to resume from the "
@@ -156,9 +155,8 @@ def resumable_epoch(run_dir, modules):
     ``last_epoch.json`` names it; in run directories written before it existed (Dassl's and
     ours: each module has its ``checkpoint`` pointer), it is the newest epoch whose file every
     module has, whatever the pointers say. Files of a later, uncommitted epoch are ignored."""
-    committed = _read_epoch_file(run_dir)
-    if committed:
-        epoch = committed["epoch"]
+    epoch = _committed_epoch(run_dir)
+    if epoch is not None:
         missing = [
             os.path.join(run_dir, m, epoch_name(epoch))
             for m in modules

@@ -325,14 +325,11 @@ class Trainer:
         """Resuming with other settings would mix two runs: refuse, naming what changed."""
         if ckpt.get("resume_digest", resume_digest(self.cfg)) == resume_digest(self.cfg):
             return
-        ignore = ("OUTPUT_DIR", "RESUME")
-        diffs = [
-            d for d in config_differences(ckpt.get("config") or {}, self.cfg) if d[0] not in ignore
-        ]
-        changed = ""
-        if ckpt.get("config") and diffs:
-            changed = " (" + "; ".join(f"{k}: {old!r} there, {new!r} now" for k, old, new in diffs)
-            changed += ")"
+        saved = ckpt.get("config")  # absent in checkpoints written before it was saved
+        diffs = config_differences(saved, self.cfg) if saved else []
+        changes = [f"{k}: {old!r} there, {new!r} now" for k, old, new in diffs
+                   if k not in ("OUTPUT_DIR", "RESUME")]  # fmt: skip
+        changed = f" ({'; '.join(changes)})" if changes else ""
         raise ValueError(
             f"The checkpoint '{path}' was written with a different configuration{changed}. "
             f"Run the same command as before to resume it, use another --output-dir, or "
