@@ -1,6 +1,7 @@
 """Train and evaluate prompt-tuning methods on CLIP; the command line of CoOp's train.py."""
 
 import argparse
+import contextlib
 import sys
 import time
 import traceback
@@ -12,11 +13,30 @@ import dassl_engine
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers and their config keys)
 from engine import distributed
+from engine.checkpoint import CheckpointWriteError
+from engine.config import check_run_values
+from engine.data.images import BadImageError
 from engine.log import run_log
 from engine.run_inputs import save_run_inputs
-from engine.rundir import prepare_output_dir
+from engine.run_lock import RunDirInUse, RunLock
+from engine.rundir import check_output_dir, prepare_output_dir
 from engine.utils import set_random_seed
 from trainers import builtin
+
+# Errors that bad input or a bad state of the files causes: a message says what to do (exit 2).
+BAD_INPUT = (
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    PermissionError,
+    KeyError,
+    ValueError,
+    FloatingPointError,
+    BadImageError,
+    RunDirInUse,
+    CheckpointWriteError,
+    dassl_engine.DasslUnavailable,
+)
 
 
 def build_parser():
@@ -81,6 +101,13 @@ def load_engine(name):
     return builtin if name == "builtin" else dassl_engine.load()
 
 
+def check_args(engine, cfg):
+    """Fail before any work on what can be checked from the config alone."""
+    engine.check_names(cfg)
+    check_run_values(cfg)
+    check_output_dir(cfg.OUTPUT_DIR)
+
+
 def describe_parallelism(cfg):
     if distributed.is_distributed():
         print(
@@ -100,7 +127,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     engine = load_engine(args.engine)
     cfg = engine.setup_cfg(args)
-    engine.check_names(cfg)
+    check_args(engine, cfg)
     joined = distributed.init_from_env(cfg.USE_CUDA)
     try:
         return run(args, cfg, engine)
@@ -110,53 +137,59 @@ def main(argv=None):
 
 
 def run(args, cfg, engine):
-    if distributed.is_main_process():
-        prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite)
-    distributed.barrier()
-    with run_log(cfg.OUTPUT_DIR):
-        print(f"** Run started {time.strftime('%Y-%m-%d %H:%M:%S')} **")
-        print("** Arguments **")
-        for key, value in sorted(vars(args).items()):
-            print(f"{key}: {value}")
-        print("** Config **")
-        print(cfg)
-        for key, value, default in engine.unused_settings(cfg):
-            print(
-                f"Note: {key} is {value!r} (default {default!r}), but nothing here reads it: "
-                "it is accepted so that existing config files load."
-            )
-        print(f"PyTorch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
-        describe_parallelism(cfg)
-        if cfg.SEED >= 0:
-            print(f"Setting fixed seed: {cfg.SEED}")
-            set_random_seed(cfg.SEED)
-        if torch.cuda.is_available() and cfg.USE_CUDA:
-            torch.backends.cudnn.benchmark = True
+    """Rank 0 holds the run directory's lock for the whole run (eval-only runs too)."""
+    main_process = distributed.is_main_process()
+    with RunLock(cfg.OUTPUT_DIR) if main_process else contextlib.nullcontext() as lock:
+        if main_process:
+            prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite)
+        distributed.barrier()
+        with run_log(cfg.OUTPUT_DIR):
+            notes = [lock.note] if main_process and lock.note else []
+            return run_logged(args, cfg, engine, notes + engine.unused_settings(cfg))
 
-        trainer = engine.build_trainer(cfg)
-        if distributed.is_main_process():  # what predict.py and the tools rebuild it from
-            save_run_inputs(cfg.OUTPUT_DIR, cfg, trainer.classnames, trainer.template)
-        if args.eval_only:
-            trainer.load_model(args.model_dir, epoch=args.load_epoch)
-            return engine.evaluate(trainer)
-        if not args.no_train:
-            return engine.train(trainer)
+
+def run_logged(args, cfg, engine, notes):
+    """Everything after the run directory is claimed; printed lines go to its log.txt."""
+    print(f"** Run started {time.strftime('%Y-%m-%d %H:%M:%S')} **")
+    for note in notes:
+        print(note)
+    print("** Arguments **")
+    for key, value in sorted(vars(args).items()):
+        print(f"{key}: {value}")
+    print("** Config **")
+    print(cfg)
+    print(f"PyTorch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
+    describe_parallelism(cfg)
+    if cfg.SEED >= 0:
+        print(f"Setting fixed seed: {cfg.SEED}")
+        set_random_seed(cfg.SEED)
+    if torch.cuda.is_available() and cfg.USE_CUDA:
+        torch.backends.cudnn.benchmark = True
+
+    trainer = engine.build_trainer(cfg)
+    if distributed.is_main_process():  # what predict.py and the tools rebuild it from
+        save_run_inputs(cfg.OUTPUT_DIR, cfg, trainer.classnames, trainer.template)
+    if args.eval_only:
+        trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        return engine.evaluate(trainer)
+    if not args.no_train:
+        return engine.train(trainer)
     return None
 
 
-if __name__ == "__main__":
+def cli(argv=None):
+    """``main`` with bad input reported as ``error: <what to do>`` on stderr: exit status 2."""
     try:
-        main()
-    except (
-        FileNotFoundError,
-        FileExistsError,
-        KeyError,
-        ValueError,
-        dassl_engine.DasslUnavailable,
-    ) as err:
-        # Bad input: a short message says what to do; the origin helps if it is a bug.
+        main(argv)
+    except BAD_INPUT as err:
+        # The origin helps if it is a bug.
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         origin = traceback.extract_tb(err.__traceback__)[-1]
         print(f"error: {message}", file=sys.stderr)
         print(f"(raised at {origin.filename}:{origin.lineno})", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -51,7 +51,9 @@ def check_names(cfg):
 
 
 def unused_settings(cfg):
-    return engine_config.inert_settings(cfg, UNUSED_KEYS)
+    """Notes on the keys set in ``cfg`` that nothing reads in this engine."""
+    why = "Dassl's data manager and loop do not read it (it is the builtin engine's)"
+    return engine_config.inert_key_notes(cfg) + engine_config.unread_settings(cfg, UNUSED_KEYS, why)
 
 
 def train(trainer):

@@ -118,9 +118,10 @@ class MethodTrainer(TrainerX):
         if not directory:
             print("Note: no --model-dir given; evaluating the untrained initialisation")
             return
-        states, saved_epoch = read_trained_states(directory, self._models, epoch)
-        for name, state_dict in states.items():
-            load_module_state(self.method, name, self._models[name], state_dict)
+        saved = read_trained_states(directory, self._models, epoch)
+        for name, module in saved.items():
+            load_module_state(self.method, name, self._models[name], module)
+        saved_epoch = next(iter(saved.values())).epoch if saved else None
         if saved_epoch:
             self.epoch = saved_epoch - 1
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 
+import yaml
 from yacs.config import CfgNode as CN
 
 CLIP_PIXEL_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -135,8 +136,8 @@ def _dassl_defaults():
 
 # Dassl keys this engine accepts, so that Dassl's and CoOp's config files load, but never
 # reads (domain-adaptation, semi-supervised and classifier-head settings). Setting one away
-# from its default prints a note (``inert_settings``).
-INERT_KEYS = (
+# from its default prints a note (``unread_settings``); Dassl's own loop reads them.
+UNREAD_DASSL_KEYS = (
     "INPUT.RANDAUGMENT_N",
     "INPUT.RANDAUGMENT_M",
     "DATASET.SOURCE_DOMAINS",
@@ -163,24 +164,14 @@ INERT_KEYS = (
 )
 
 
-def _leaves(node, prefix=""):
-    for key, value in node.items():
-        if isinstance(value, CN):
-            yield from _leaves(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
-def inert_settings(cfg, inert_keys=INERT_KEYS):
-    """``(key, value, default)`` of the keys under ``inert_keys`` that ``cfg`` sets away from
-    the default."""
-    defaults = dict(_leaves(get_cfg_default()))
+def unread_settings(cfg, prefixes, why):
+    """A note for each key under ``prefixes`` that ``cfg`` sets away from its default, saying
+    ``why`` nothing reads it."""
+    defaults = flat_cfg(get_cfg_default())
     return [
-        (key, value, defaults[key])
-        for key, value in _leaves(cfg)
-        if key.startswith(inert_keys)
-        and key in defaults
-        and _to_plain(value) != _to_plain(defaults[key])
+        f"Note: {key} is {value!r} (default {defaults[key]!r}), but {why}."
+        for key, value in flat_cfg(cfg).items()
+        if key.startswith(prefixes) and key in defaults and value != defaults[key]
     ]
 
 
@@ -243,13 +234,47 @@ def _check_known_keys(cfg, other, source, prefix="", root=None):
             _check_known_keys(cfg[k], v, source, full + ".", root)
 
 
+def _yaml_problem(err):
+    """What PyYAML found wrong, with 1-based lines: "while parsing X (line 2, column 7):
+    expected Y (line 3, column 1)"."""
+
+    def at(mark):
+        return f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+
+    problem = getattr(err, "problem", None)
+    if not problem:
+        return str(err)
+    context = getattr(err, "context", None)
+    text = f"{context}{at(getattr(err, 'context_mark', None))}: " if context else ""
+    return text + problem + at(getattr(err, "problem_mark", None))
+
+
+def _read_yaml_cfg(path):
+    """The file's content as a CfgNode; malformed YAML is a ValueError naming file and line."""
+    try:
+        with open(path) as f:
+            other = CN.load_cfg(f)
+    except yaml.YAMLError as err:
+        raise ValueError(
+            f"Config file '{path}' is not valid YAML: {_yaml_problem(err)}. Fix the file (keys "
+            "are 'KEY: value', nested keys indented by two spaces)."
+        ) from err
+    except AssertionError as err:  # yacs: the top level is not a mapping
+        raise ValueError(
+            f"Config file '{path}' must hold 'KEY: value' lines (a YAML mapping): {err}"
+        ) from err
+    return other
+
+
 def merge_from_file(cfg, path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Config file not found: '{path}' (check the path and cwd)")
-    with open(path) as f:
-        other = CN.load_cfg(f)
+    other = _read_yaml_cfg(path)
     _check_known_keys(cfg, other, f"config file '{path}'")
-    cfg.merge_from_other_cfg(other)
+    try:
+        cfg.merge_from_other_cfg(other)
+    except ValueError as err:  # yacs: a value of the wrong type, e.g. LR: "fast"
+        raise ValueError(f"{err} (in config file '{path}'): give a value of that type") from err
 
 
 def merge_from_list(cfg, opts):
@@ -306,10 +331,83 @@ def setup_cfg(args, dassl_defaults=None):
     return cfg
 
 
+def check_at_least(cfg, key, minimum, what):
+    """A config value below ``minimum`` is an error naming the key (before anything loads)."""
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    if value < minimum:
+        raise ValueError(
+            f"{key} ({what}) must be >= {minimum}, got {value}: set it in the config file or "
+            f"on the command line ({key} VALUE)"
+        )
+
+
+def check_run_values(cfg):
+    """Values of Dassl's keys that would otherwise fail deep inside a run (torch's "Invalid
+    learning rate", a division by zero epochs), checked before anything is written."""
+    check_at_least(cfg, "OPTIM.LR", 0, "the learning rate")
+    check_at_least(cfg, "OPTIM.WEIGHT_DECAY", 0, "the weight decay")
+    check_at_least(cfg, "OPTIM.MOMENTUM", 0, "the SGD/RMSprop momentum")
+    check_at_least(cfg, "OPTIM.MAX_EPOCH", 1, "the number of training epochs")
+    check_at_least(cfg, "DATALOADER.TRAIN_X.BATCH_SIZE", 1, "the training batch size")
+    check_at_least(cfg, "DATALOADER.TEST.BATCH_SIZE", 1, "the evaluation batch size")
+    check_at_least(cfg, "DATALOADER.NUM_WORKERS", 0, "loader worker processes")
+    check_at_least(cfg, "TRAIN.PRINT_FREQ", 1, "batches between log lines")
+
+
+INERT_KEYS = {}  # key -> (default, why it is accepted)
+
+
+def add_inert_key(cfg, key, default, why):
+    """Add ``key`` (default ``default``), accepted for compatibility though nothing reads it;
+    ``inert_key_notes`` tells a run that sets it that it has no effect."""
+    *path, leaf = key.split(".")
+    node = cfg
+    for part in path:
+        node = node[part]
+    node[leaf] = default
+    INERT_KEYS[key] = (default, why)
+
+
+def inert_key_notes(cfg):
+    """One note per inert key set to something other than its default."""
+    values = flat_cfg(cfg)
+    return [
+        f"Note: {key} {values[key]} has no effect ({why})."
+        for key, (default, why) in INERT_KEYS.items()
+        if values.get(key, default) != default
+    ]
+
+
 def cfg_digest(cfg):
     """A short stable hash of the config, recorded with results to tell runs apart."""
     text = json.dumps(_to_plain(cfg), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cfg_to_dict(cfg):
+    """The config as plain nested dicts and lists (saved with checkpoints)."""
+    return _to_plain(cfg)
+
+
+def flat_cfg(node, prefix=""):
+    """``{"OPTIM.LR": 0.002, ...}`` from a CfgNode or its ``cfg_to_dict`` form."""
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(flat_cfg(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = _to_plain(value)
+    return flat
+
+
+def config_differences(saved, cfg, prefixes=("",)):
+    """``[(key, saved value, value in cfg)]`` for the keys starting with one of ``prefixes``
+    whose values differ; ``saved`` is a ``cfg_to_dict`` result."""
+    old, new = flat_cfg(saved), flat_cfg(cfg)
+    keys = [k for k in sorted(set(old) | set(new)) if k.startswith(tuple(prefixes))]
+    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)]
 
 
 def _to_plain(node):

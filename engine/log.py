@@ -4,6 +4,7 @@ import contextlib
 import os
 import sys
 import time
+import traceback
 
 from engine import distributed
 
@@ -32,7 +33,8 @@ class RunLog:
     """Context manager: while active, stdout also goes to ``log.txt`` in ``output_dir``.
 
     An existing ``log.txt`` of a finished or interrupted run is kept: new lines are appended
-    after a separator, so the history of a resumed run stays in one file.
+    after a separator, so the history of a resumed run stays in one file. An error that ends
+    the run is written to the file too (the terminal gets it on stderr).
     """
 
     def __init__(self, output_dir, filename="log.txt"):
@@ -48,9 +50,11 @@ class RunLog:
             print(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')}: new session in this run ====")
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         sys.stdout.flush()
         sys.stdout = self._tee.stream
+        if exc is not None:
+            self._tee.file.write("".join(traceback.format_exception(exc_type, exc, tb)))
         self._tee.close()
         return False
 

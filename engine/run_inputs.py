@@ -15,10 +15,14 @@ CLASSES_FILE = "classnames.json"  # {"classnames": [...], "template": "a photo o
 
 def save_run_inputs(output_dir, cfg, classnames, template):
     """Write the merged config and the class names with the prompt template into the run
-    directory: with the checkpoints, all that ``inference.load_classifier`` needs."""
-    atomic_write(os.path.join(output_dir, CONFIG_FILE), lambda f: f.write(cfg.dump()), "w")
-    record = {"classnames": list(classnames), "template": template}
-    atomic_write_json(os.path.join(output_dir, CLASSES_FILE), record)
+    directory: with the checkpoints, all that ``inference.load_classifier`` needs. Written
+    when a run starts in the folder; a resumed run (whose config must be the same) keeps
+    them, and a start that will be refused (e.g. another config) never replaces them."""
+    paths = [os.path.join(output_dir, name) for name in (CONFIG_FILE, CLASSES_FILE)]
+    if all(os.path.isfile(path) for path in paths):
+        return
+    atomic_write(paths[0], lambda f: f.write(cfg.dump()), "w")
+    atomic_write_json(paths[1], {"classnames": list(classnames), "template": template})
 
 
 def read_run_inputs(model_dir):

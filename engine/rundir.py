@@ -3,12 +3,14 @@ overwritten by accident. (No torch here: the results parser imports this.)"""
 
 import os
 import shutil
+import tempfile
 import time
 from collections import OrderedDict
 
 from engine.config import cfg_digest
 
 RESULTS_FILE = "results.json"  # written last: its presence marks a finished run
+KEPT_ON_OVERWRITE = ("log.txt",)  # grows across sessions; previous-*/ and hidden files stay too
 
 
 def results_record(cfg, split, epoch, results, extra=None):
@@ -34,25 +36,77 @@ def is_finished(output_dir):
     return os.path.isfile(os.path.join(output_dir, RESULTS_FILE))
 
 
+def _nearest_existing(path):
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _holds_checkpoints(folder):
+    from engine.checkpoint import LATEST_POINTER, saved_epochs  # torch: imported when needed
+
+    return os.path.isfile(os.path.join(folder, LATEST_POINTER)) or bool(saved_epochs(folder))
+
+
+def check_output_dir(output_dir):
+    """Refuse, before anything is written, an output directory that is a file, lies below a
+    file, or cannot be written (the folder, or the nearest existing folder above it, and its
+    module folders that hold checkpoints)."""
+    path = os.path.abspath(output_dir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(
+            f"--output-dir '{output_dir}' is a file, not a folder: choose another --output-dir."
+        )
+    existing = _nearest_existing(path)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(
+            f"--output-dir '{output_dir}' cannot be created: '{existing}' is a file. Choose "
+            "another --output-dir."
+        )
+    folders = [existing]
+    if existing == path:
+        subfolders = [os.path.join(path, d) for d in sorted(os.listdir(path))]
+        folders += [d for d in subfolders if os.path.isdir(d) and _holds_checkpoints(d)]
+    for folder in folders:
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise PermissionError(
+                f"Cannot write in '{folder}' ({err.strerror}), which this run (--output-dir "
+                f"'{output_dir}') writes to. Make it writable (e.g. chmod u+w '{folder}'), or "
+                "choose another --output-dir."
+            ) from err
+
+
 def prepare_output_dir(output_dir, overwrite=False):
     """Refuse a directory that holds a finished run, unless ``overwrite``.
 
-    With ``overwrite`` nothing is deleted: the old results and checkpoints move into
-    ``<output_dir>/previous-<timestamp>/``; ``log.txt`` keeps growing.
-    An unfinished run (checkpoints, no results) is left in place: training resumes from it.
+    With ``overwrite`` nothing is deleted: the old run's results and checkpoints, finished or
+    not, move into ``<output_dir>/previous-<timestamp>/``; ``log.txt`` keeps growing.
+    Without it, an unfinished run (checkpoints, no results) is left in place: training
+    resumes from it.
     """
-    if not is_finished(output_dir):
-        return
     if not overwrite:
-        raise FileExistsError(
-            f"'{output_dir}' already holds a finished run ({RESULTS_FILE} exists). "
-            "Choose another --output-dir, or pass --overwrite to run again (the old results "
-            "are moved to a previous-<timestamp>/ folder, not deleted)."
-        )
+        if is_finished(output_dir):
+            raise FileExistsError(
+                f"'{output_dir}' already holds a finished run ({RESULTS_FILE} exists). "
+                "Choose another --output-dir, or pass --overwrite to run again (the old "
+                "results are moved to a previous-<timestamp>/ folder, not deleted)."
+            )
+        return
+    if not os.path.isdir(output_dir):
+        return
+    entries = [
+        entry
+        for entry in sorted(os.listdir(output_dir))
+        if entry not in KEPT_ON_OVERWRITE and not entry.startswith(("previous-", "."))
+    ]
+    if not entries:
+        return
+    what = "finished" if is_finished(output_dir) else "unfinished"
     archive = os.path.join(output_dir, f"previous-{time.strftime('%Y%m%d-%H%M%S')}")
     os.makedirs(archive)
-    for entry in os.listdir(output_dir):
-        if entry == "log.txt" or entry.startswith("previous-"):
-            continue
+    for entry in entries:
         shutil.move(os.path.join(output_dir, entry), os.path.join(archive, entry))
-    print(f"Moved the previous run's results and checkpoints to {archive}")
+    print(f"Moved the previous ({what}) run's results and checkpoints to {archive}")

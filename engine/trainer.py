@@ -17,13 +17,16 @@ from tqdm import tqdm
 
 from engine import distributed
 from engine.checkpoint import (
+    SavedModule,
     atomic_write_json,
-    latest_checkpoint,
+    epoch_name,
     load_checkpoint,
     read_run_states,
-    save_checkpoint,
+    remove_temp_files,
+    resumable_epoch,
+    save_epoch,
 )
-from engine.config import cfg_digest
+from engine.config import cfg_digest, cfg_to_dict, config_differences
 from engine.confusion import plot_confusion_matrix
 from engine.evaluator import ClassificationEvaluator
 from engine.optim import build_lr_scheduler, build_optimizer
@@ -32,6 +35,9 @@ from engine.rundir import RESULTS_FILE, results_record
 from engine.utils import AverageMeter, format_eta, pick_device, rng_state, set_rng_state
 
 CONFUSION_FILE = "confusion_matrix.png"  # with TEST.PER_CLASS_RESULT
+START_AGAIN = (
+    "pass --overwrite to start the run again (its checkpoints move to previous-<timestamp>/)"
+)
 
 
 def resume_digest(cfg):
@@ -101,7 +107,8 @@ class Trainer:
             raise FloatingPointError(
                 f"Loss became {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1} "
                 f"(precision {self.precision}). Training stopped instead of continuing on "
-                "garbage: try TRAINER.COOP.PREC amp_bf16, amp or bf16, or a lower OPTIM.LR."
+                "garbage: try TRAINER.COOP.PREC amp_bf16, amp or bf16, or a lower OPTIM.LR, "
+                f"and {START_AGAIN}."
             )
         self.mixed_precision.backward_and_step(loss, list(self._optims.values()))
 
@@ -119,6 +126,9 @@ class Trainer:
             raise RuntimeError(
                 f"Trainer {type(self).__name__} has nothing to train; run it with --eval-only."
             )
+        if distributed.is_main_process() and os.path.isdir(self.output_dir):
+            for path in remove_temp_files(self.output_dir, self._modules):
+                print(f"Removed '{path}', left by an interrupted write")
         self.start_epoch = self.resume_if_possible()
         self._time_start = time.time()
         for epoch in range(self.start_epoch, self.max_epoch):
@@ -259,12 +269,13 @@ class Trainer:
         extra = {
             "rng_state": rng_state(),
             "resume_digest": resume_digest(self.cfg),
+            "config": cfg_to_dict(self.cfg),
             "best_val": self.best_val,
         }
         if self.scaler is not None:
             extra["scaler"] = self.scaler.state_dict()
-        for name, module in self._modules.items():
-            state = {
+        states = {
+            name: {
                 "state_dict": module.state_dict(),
                 "epoch": epoch + 1,
                 "optimizer": self._optims[name].state_dict() if name in self._optims else None,
@@ -272,56 +283,69 @@ class Trainer:
                 "val_result": val_result,
                 **extra,
             }
-            save_checkpoint(
-                state, os.path.join(directory, name), is_best, remove_previous=not self._kept
-            )
+            for name, module in self._modules.items()
+        }
+        save_epoch(directory, states, is_best, keep_previous=self._kept)
 
     def resume_if_possible(self):
-        """Continue from the latest checkpoint in RESUME (or OUTPUT_DIR); return the epoch."""
+        """Continue from the newest epoch saved in every module of RESUME (or OUTPUT_DIR);
+        return that epoch (0: nothing to resume)."""
         directory = self.cfg.RESUME or self.output_dir
-        paths = {name: latest_checkpoint(os.path.join(directory, name)) for name in self._modules}
-        if not all(paths.values()):
+        epoch = resumable_epoch(directory, self._modules)
+        if epoch is None:
             if self.cfg.RESUME:
                 raise FileNotFoundError(
-                    f"--resume {directory}: no checkpoint for module(s) "
-                    f"{[n for n, p in paths.items() if not p]} (expected "
-                    f"<dir>/<module>/checkpoint naming a model.pth.tar-N file)"
+                    f"--resume {directory}: no checkpoint for module(s) {list(self._modules)} "
+                    "(expected <dir>/<module>/model.pth.tar-N files)"
                 )
             return 0
-        epoch = 0
-        for name, path in paths.items():
-            ckpt = load_checkpoint(path)
-            if ckpt.get("resume_digest", resume_digest(self.cfg)) != resume_digest(self.cfg):
-                raise RuntimeError(
-                    f"The checkpoint {path} was written with a different configuration. "
-                    "Use another --output-dir, or --overwrite to start this run again."
-                )
-            self.load_module_state(name, ckpt["state_dict"])
+        for name in self._modules:
+            path = os.path.join(directory, name, epoch_name(epoch))
+            ckpt = load_checkpoint(path, advice=f"Restore it, or {START_AGAIN}.")
+            self._check_same_config(path, ckpt)
+            saved = SavedModule(ckpt["state_dict"], ckpt.get("epoch"), ckpt.get("config"), path)
+            self.load_module_state(name, saved)
             if name in self._optims and ckpt.get("optimizer"):
                 self._optims[name].load_state_dict(ckpt["optimizer"])
             if name in self._scheds and ckpt.get("scheduler"):
                 self._scheds[name].load_state_dict(ckpt["scheduler"])
-            epoch = ckpt["epoch"]
         if self.scaler is not None and "scaler" in ckpt:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.best_val = ckpt.get("best_val", -math.inf)
         self._kept = True  # never delete the checkpoint this run resumed from
+        self.epoch = epoch - 1  # the last epoch done (a run that ends at once reports it)
         set_rng_state(ckpt["rng_state"])
         print(f"Resumed from {directory} at epoch {epoch} (continuing with epoch {epoch + 1})")
         return epoch
 
+    def _check_same_config(self, path, ckpt):
+        """Resuming with other settings would mix two runs: refuse, naming what changed."""
+        if ckpt.get("resume_digest", resume_digest(self.cfg)) == resume_digest(self.cfg):
+            return
+        saved = ckpt.get("config")  # absent in checkpoints written before it was saved
+        diffs = config_differences(saved, self.cfg) if saved else []
+        changes = [f"{k}: {old!r} there, {new!r} now" for k, old, new in diffs
+                   if k not in ("OUTPUT_DIR", "RESUME")]  # fmt: skip
+        changed = f" ({'; '.join(changes)})" if changes else ""
+        raise ValueError(
+            f"The checkpoint '{path}' was written with a different configuration{changed}. "
+            f"Run the same command as before to resume it, use another --output-dir, or "
+            f"{START_AGAIN}."
+        )
+
     def load_model(self, directory, epoch=None, best=False):
         """Load every registered module from a run directory (``--model-dir``); which
-        checkpoint: see ``engine.checkpoint.find_checkpoint``."""
-        states, saved_epoch = read_run_states(directory, self._modules, epoch, best)
-        self.load_states(states, saved_epoch)
+        checkpoint: see ``engine.checkpoint.read_run_states``."""
+        self.load_states(read_run_states(directory, self._modules, epoch, best))
 
-    def load_states(self, states, saved_epoch):
-        for name, state_dict in states.items():
-            self.load_module_state(name, state_dict)
-        if saved_epoch:
-            self.epoch = saved_epoch - 1
+    def load_states(self, saved):
+        """Load ``{module name: SavedModule}``; the run continues after their epoch."""
+        for name, module in saved.items():
+            self.load_module_state(name, module)
+        epoch = next(iter(saved.values())).epoch if saved else None
+        if epoch:
+            self.epoch = epoch - 1
 
-    def load_module_state(self, name, state_dict):
-        """Load a checkpoint's state dict into the registered module ``name``."""
-        self._modules[name].load_state_dict(state_dict)
+    def load_module_state(self, name, saved):
+        """Load a ``SavedModule`` into the registered module ``name``."""
+        self._modules[name].load_state_dict(saved.state_dict)

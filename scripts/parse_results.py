@@ -19,7 +19,7 @@ from tabulate import tabulate
 
 from scripts.naming import BASE2NEW, CROSS, DG, FEWSHOT, OTHER, shown
 from scripts.results import AVERAGE, summarize
-from scripts.runs import find_run_dirs, read_run
+from scripts.runs import RESULTS, find_run_dirs, read_run
 
 TITLES = {
     FEWSHOT: "Few-shot accuracy (%)",
@@ -150,9 +150,29 @@ def main(argv=None):
     return summary
 
 
-if __name__ == "__main__":
+def unreadable_error(summary):
+    """The error line for runs whose results.json could not be read, or ""."""
+    paths = [os.path.join(run.path, RESULTS) for run in summary.incomplete if run.unreadable]
+    if not paths:
+        return ""
+    return (
+        f"error: could not read {', '.join(paths)} (the reason is listed above); the tables "
+        "leave those runs out"
+    )
+
+
+def cli(argv=None):
+    """``main``, with errors on stderr: exit status 2 for a bad folder or an unreadable
+    results.json (the tables of the other runs are printed first)."""
     try:
-        main()
+        error = unreadable_error(main(argv))
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        error = f"error: {err}"
+    if error:
+        print(error, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

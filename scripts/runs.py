@@ -31,6 +31,7 @@ class Run:
     finished: bool
     accuracy: float | None = None
     why: str = ""  # why an unfinished run is not finished
+    unreadable: bool = False  # its results.json could not be read (why says how)
 
     def as_dict(self):
         return {"path": self.path, **vars(self.id), "finished": self.finished,
@@ -74,14 +75,20 @@ def fallback_id(path, results, log_lines):
 def read_run(path):
     """The ``Run`` in ``path``; a path that does not exist is an unfinished (missing) run."""
     results_path, log_path = os.path.join(path, RESULTS), os.path.join(path, LOG)
-    results = {}
-    if os.path.isfile(results_path):
-        with open(results_path) as f:
-            results = json.load(f)
     lines = []
     if os.path.isfile(log_path):
         with open(log_path, errors="replace") as f:
             lines = f.read().splitlines()
+    results = {}
+    if os.path.isfile(results_path):
+        try:
+            with open(results_path) as f:
+                results = json.load(f)
+        except (OSError, ValueError) as err:
+            why = (f"cannot read {results_path} ({type(err).__name__}: {err}): fix it, or delete "
+                   "it and run the run again")  # fmt: skip
+            run_id = parse_run_dir(path) or fallback_id(path, {}, lines)
+            return Run(path, run_id, False, why=why, unreadable=True)
     run_id = parse_run_dir(path) or fallback_id(path, results, lines)
     if results:
         if not isinstance(results, dict) or "accuracy" not in results:

@@ -1,6 +1,12 @@
 """A small CLIP checkpoint and image folder on disk, and train.py argument lists for them."""
 
+import contextlib
+import hashlib
 import os
+import subprocess
+import tempfile
+
+import pytest
 
 from engine.data import save_split
 from engine.data.splits import read_and_split_data
@@ -31,3 +37,40 @@ def train_argv(ws, out, trainer, *flags, overrides=(), config="CoOp/vit_b32.yaml
         "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.5", "TRAINER.COOP.N_CTX", "4",
         "TRAINER.COOP.PREC", "fp32", "TRAIN.PRINT_FREQ", "1", *overrides,
     ]  # fmt: skip
+
+
+def snapshot(folder):
+    """{relative path: content digest} of every file below ``folder`` (to show nothing moved)."""
+    files = {}
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return files
+
+
+def _writable(folder):
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """``folder`` cannot be written while in the block: mode 555, and for root (whom modes do
+    not stop) the immutable attribute; skips the test where neither works."""
+    mode = os.stat(folder).st_mode
+    os.chmod(folder, 0o555)
+    chattr = ["chattr", "+i", str(folder)]
+    immutable = _writable(folder) and subprocess.run(chattr, capture_output=True).returncode == 0
+    try:
+        if _writable(folder):
+            pytest.skip(f"cannot make {folder} read-only here (root, and no chattr)")
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        os.chmod(folder, mode)

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from engine.data import DataManager, DatasetBase, Datum
+from engine.data import BadImageError, DataManager, DatasetBase, Datum
 from engine.utils import set_random_seed
 from tests.data_fixtures import data_cfg, write_corrupt_image, write_image
 
@@ -90,3 +90,25 @@ def test_loader_options(tmp_path):
         dataset=dataset,
     )
     assert not dm.train_loader_x.persistent_workers and dm.train_loader_x.dataset.cache is None
+
+
+def test_an_unreadable_train_image_stops_before_the_first_epoch(tmp_path):
+    dataset = noisy_dataset(tmp_path, bad={3, 7})
+    with pytest.raises(BadImageError) as err:
+        DataManager(data_cfg(tmp_path, {"VERBOSE": False}), dataset=dataset)
+    first, second = (os.path.join(str(tmp_path), f"train{i}.png") for i in (3, 7))
+    assert str(err.value).startswith(f"Cannot read image '{first}' (UnidentifiedImageError: ")
+    assert "set DATASET.ON_BAD_IMAGE skip" in str(err.value)
+    assert str(err.value).endswith(f"(1 more unreadable train images: ['{second}'])")
+
+
+def test_skip_mode_announces_unreadable_train_images_before_the_first_epoch(tmp_path, capsys):
+    dataset = noisy_dataset(tmp_path, bad={3})
+    cfg = data_cfg(tmp_path, {"VERBOSE": False, "DATASET.ON_BAD_IMAGE": "skip"})
+    dm = DataManager(cfg, dataset=dataset)
+    bad = os.path.join(str(tmp_path), "train3.png")
+    assert (
+        "Warning: 1 unreadable train image(s) will be skipped in every epoch "
+        f"(DATASET.ON_BAD_IMAGE skip): ['{bad}']"
+    ) in capsys.readouterr().out
+    assert bad not in [p for batch in dm.train_loader_x for p in batch["impath"]]

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from datasets.check import main
+from tests.data_fixtures import write_truncated_image
 from tests.dataset_miniatures import build
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,3 +79,19 @@ def test_command_line_entry_point(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no runpy warning about a module imported twice
     assert status_rows(result.stdout)["DescribableTextures"][:2] == ["ok", "3"]
+
+
+def test_decode_finds_unreadable_images(tmp_path, capsys):
+    build("EuroSAT", tmp_path)
+    assert main(["--root", str(tmp_path), "--name", "EuroSAT"]) == 0
+    capsys.readouterr()
+    broken = sorted((tmp_path / "eurosat" / "2750").rglob("*.jpg"))[1]
+    write_truncated_image(str(broken))
+    assert main(["--root", str(tmp_path), "--name", "EuroSAT"]) == 0  # not decoded: unseen
+    capsys.readouterr()
+    assert main(["--root", str(tmp_path), "--name", "EuroSAT", "--decode"]) == 1
+    out = capsys.readouterr().out
+    assert status_rows(out)["EuroSAT"][0] == "error"
+    advice = "1 unreadable image(s): fix or remove them, or train with DATASET.ON_BAD_IMAGE skip"
+    assert advice in out
+    assert f"{broken}: OSError: " in out

@@ -1,4 +1,6 @@
 import argparse
+import glob
+import os
 import subprocess
 import sys
 
@@ -12,12 +14,13 @@ from engine.config import (
     _dassl_defaults,
     cfg_digest,
     get_cfg_default,
-    inert_settings,
+    inert_key_notes,
     merge_from_file,
     merge_from_list,
     setup_cfg,
 )
 from tests.run_fixtures import REPO
+from trainers import builtin
 
 
 def _args(**kw):
@@ -145,11 +148,77 @@ def test_every_config_block_has_one_owner():
     assert owners["TRAINER.COOP.PREC"] == "trainers.method"
 
 
-def test_inert_dassl_keys_are_noted_when_set():
+def test_dassl_keys_the_builtin_engine_does_not_read_are_noted_when_set():
     cfg = get_cfg_default()
-    assert inert_settings(cfg) == []
+    assert builtin.unused_settings(cfg) == []
     merge_from_list(cfg, ["OPTIM.STAGED_LR", "True", "MODEL.HEAD.NAME", "mlp", "OPTIM.LR", "0.1"])
-    assert inert_settings(cfg) == [
-        ("MODEL.HEAD.NAME", "mlp", ""),
-        ("OPTIM.STAGED_LR", True, False),
+    why = (
+        "the builtin engine does not read it (Dassl's key is accepted so that its config "
+        "files load)."
+    )
+    assert builtin.unused_settings(cfg) == [
+        f"Note: MODEL.HEAD.NAME is 'mlp' (default ''), but {why}",
+        f"Note: OPTIM.STAGED_LR is True (default False), but {why}",
+    ]
+
+
+CONFIG_FILES = sorted(
+    os.path.relpath(path, REPO)
+    for path in glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True)
+)
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES)
+def test_every_shipped_config_file_merges(path):
+    merge_from_file(get_cfg_default(), os.path.join(REPO, path))
+
+
+def _trainer_cfg(name):
+    cfg = get_cfg_default()
+    merge_from_file(cfg, os.path.join(REPO, "configs", "trainers", f"{name}.yaml"))
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "name, backbone, epochs, ctx_init",
+    [
+        ("CoOp/rn101_ep50", "RN101", 50, ""),
+        ("CoOp/rn50_ctxv1", "RN50", 200, "a photo of a"),
+        ("CoOp/rn50_ep50_ctxv1", "RN50", 50, "a photo of a"),
+        ("CoOp/vit_b16_ctxv1", "ViT-B/16", 200, "a photo of a"),
+        ("CoOp/vit_b16_ep50_ctxv1", "ViT-B/16", 50, "a photo of a"),
+        ("CoOp/vit_b16_ep100_ctxv1", "ViT-B/16", 100, "a photo of a"),
+    ],
+)
+def test_coop_configs_as_coop_ships_them(name, backbone, epochs, ctx_init):
+    cfg = _trainer_cfg(name)
+    settings = (cfg.MODEL.BACKBONE.NAME, cfg.OPTIM.MAX_EPOCH, cfg.TRAINER.COOP.CTX_INIT)
+    assert settings == (backbone, epochs, ctx_init)
+    assert (cfg.OPTIM.NAME, cfg.OPTIM.LR, cfg.OPTIM.LR_SCHEDULER) == ("sgd", 0.002, "cosine")
+    assert cfg.DATALOADER.TRAIN_X.BATCH_SIZE == 32 and cfg.DATALOADER.TEST.BATCH_SIZE == 100
+
+
+def test_coop_rn50_val_cocoop_contexts_and_the_original_vpt_deep_config():
+    val = _trainer_cfg("CoOp/rn50_val")
+    assert val.DATALOADER.TRAIN_X.BATCH_SIZE == val.DATALOADER.TEST.BATCH_SIZE == 200
+    assert val.MODEL.BACKBONE.NAME == "RN50"
+    for n in (8, 16):
+        cfg = _trainer_cfg(f"CoCoOp/vit_b16_c{n}_ep10_batch1")
+        context = (cfg.TRAINER.COCOOP.N_CTX, cfg.TRAINER.COCOOP.CTX_INIT)
+        assert context == (n, "")
+        assert cfg.DATALOADER.TRAIN_X.BATCH_SIZE == 1 and cfg.OPTIM.MAX_EPOCH == 10
+    deep = _trainer_cfg("VPT/vit_b32_deep")
+    assert deep.DATALOADER.NUM_WORKERS == 2 and deep.DATALOADER.TEST.BATCH_SIZE == 50
+    assert (deep.OPTIM.LR, deep.OPTIM.MAX_EPOCH, deep.OPTIM.WARMUP_EPOCH) == (0.01, 100, 10)
+
+
+def test_original_keys_that_nothing_reads_are_accepted_with_a_note():
+    cfg = get_cfg_default()
+    assert inert_key_notes(cfg) == []
+    merge_from_list(cfg, ["TRAINER.VPT.LN", "True", "TRAINER.TOPDOWN_SECOVPT.LR", "0.02"])
+    assert sorted(inert_key_notes(cfg)) == [
+        "Note: TRAINER.TOPDOWN_SECOVPT.LR 0.02 has no effect (the original DPT code defines it, "
+        "never reads it: CAVPT learns at OPTIM.LR).",
+        "Note: TRAINER.VPT.LN True has no effect (the original DPT code defines it, never reads "
+        "it).",
     ]

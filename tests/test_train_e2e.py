@@ -127,7 +127,8 @@ def test_resume_refuses_a_changed_config(workspace, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train.main(coop_argv(workspace, out))
     monkeypatch.undo()
-    with pytest.raises(RuntimeError, match="different configuration"):
+    changed = r"different configuration \(OPTIM.LR: 0.5 there, 0.1 now\)"
+    with pytest.raises(ValueError, match=changed):
         train.main(coop_argv(workspace, out, overrides=("OPTIM.LR", "0.1")))
 
 

@@ -32,8 +32,14 @@ def check_names(cfg):
 
 
 def unused_settings(cfg):
-    """Dassl keys set in ``cfg`` that this engine accepts but never reads."""
-    return engine_config.inert_settings(cfg)
+    """Notes on the keys set in ``cfg`` that nothing reads in this engine."""
+    why = (
+        "the builtin engine does not read it (Dassl's key is accepted so that its config "
+        "files load)"
+    )
+    return engine_config.inert_key_notes(cfg) + engine_config.unread_settings(
+        cfg, engine_config.UNREAD_DASSL_KEYS, why
+    )
 
 
 def build_trainer(cfg):
@@ -126,7 +132,7 @@ class ClipTrainer(Trainer):
             if self.learns:
                 print("Note: no --model-dir given; evaluating the untrained initialisation")
             return
-        self.load_states(*read_trained_states(directory, self._modules, epoch, best))
+        self.load_states(read_trained_states(directory, self._modules, epoch, best))
 
     def forward_backward(self, batch):
         images = batch["img"].to(self.device, non_blocking=True)
@@ -140,5 +146,5 @@ class ClipTrainer(Trainer):
     def model_inference(self, images):
         return self.model(images).logits
 
-    def load_module_state(self, name, state_dict):
-        load_module_state(self.method, name, self._modules[name], state_dict)
+    def load_module_state(self, name, saved):
+        load_module_state(self.method, name, self._modules[name], saved)

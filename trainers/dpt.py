@@ -6,7 +6,7 @@ original hard-codes; VLP, DPT's ablation without CAVPT, reads them from here.
 """
 
 from engine import distributed
-from engine.config import extend_cfg
+from engine.config import add_inert_key, check_at_least, extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.dpt import DPTModel, mean_of_selected
 from models.settings import CAVPTCfg, GuidanceCfg
@@ -29,6 +29,12 @@ CAVPT_KEYS = ConfigKeys(
 def dpt_cfg(cfg):
     GUIDANCE_KEYS.declare(cfg)  # epochs trained with the guidance terms
     CAVPT_KEYS.declare(cfg)
+    add_inert_key(
+        cfg,
+        "TRAINER.TOPDOWN_SECOVPT.LR",
+        0.01,
+        "the original DPT code defines it, never reads it: CAVPT learns at OPTIM.LR",
+    )
     # The original hard-codes the text prompt's optimiser: OPTIM with LR 0.002 and one
     # warm-up epoch. These keys keep those values as defaults.
     cfg.TRAINER.DPT.TEXT_LR = 0.002
@@ -65,10 +71,15 @@ class DPT(Method):
     config_keys = (TEXT_PROMPT_KEYS, VISUAL_PROMPT_KEYS, GUIDANCE_KEYS, CAVPT_KEYS)
 
     def read_settings(self, cfg):
+        self.read_dual_prompt_settings(cfg)
+        self.cavpt_cfg = CAVPT_KEYS.read(cfg)
+
+    def read_dual_prompt_settings(self, cfg):
+        """What VLP has too: the text and deep visual prompts, the guidance, the text LR."""
         self.text_cfg = TEXT_PROMPT_KEYS.read(cfg)
         self.vpt_cfg = VISUAL_PROMPT_KEYS.read(cfg)
         self.guidance_cfg = GUIDANCE_KEYS.read(cfg)
-        self.cavpt_cfg = CAVPT_KEYS.read(cfg)
+        check_at_least(cfg, "TRAINER.DPT.TEXT_LR", 0, "the text prompt's learning rate")
 
     def create_model(self, clip_model, classnames, template):
         # data-parallel training: the CAVPT loss is a mean over all ranks' triples

@@ -8,7 +8,7 @@ methods: the builtin loop (``trainers/builtin.py``) and Dassl's (``trainers/dass
 
 from yacs.config import CfgNode as CN
 
-from engine.config import extend_cfg
+from engine.config import config_differences, extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.clip_loader import input_resolution, load_clip
 from models.settings import TextPromptCfg
@@ -145,18 +145,21 @@ class Method:
         return state_dict
 
 
-def load_module_state(method, name, module, state_dict):
-    """Load a checkpoint's parameters into ``module``.
+def load_module_state(method, name, module, saved):
+    """Load a checkpoint's parameters (``saved``, an ``engine.checkpoint.SavedModule``) into
+    ``module``.
 
     Buffers derived from CLIP and the class names are rebuilt, not read; keys that other
     codebases save for them (the module's ``derived_checkpoint_keys``) are ignored, and the
-    method may leave out more (``adapt_loaded_state``). Anything else missing or unexpected
-    is an error naming the module.
+    method may leave out more (``adapt_loaded_state``). A tensor of another shape is an error
+    naming the settings behind it; anything else missing or unexpected names the module.
     """
+    state_dict = saved.state_dict
     adapted = method.adapt_loaded_state(name, module, state_dict)
     skip = {k for k, _ in module.named_buffers()} | (set(state_dict) - set(adapted))
     derived = tuple(getattr(module, "derived_checkpoint_keys", ()))
     params = {k: v for k, v in adapted.items() if k not in skip and not k.startswith(derived)}
+    check_shapes(method.cfg, name, module, params, saved)
     missing, unexpected = module.load_state_dict(params, strict=False)
     missing = [k for k in missing if k not in skip]
     if missing or unexpected:
@@ -164,6 +167,39 @@ def load_module_state(method, name, module, state_dict):
             f"Checkpoint for '{name}' does not fit the model: missing {missing}, "
             f"unexpected {unexpected}"
         )
+
+
+def check_shapes(cfg, name, module, params, saved):
+    """A saved tensor whose shape differs from the model's is a ValueError that names the
+    settings behind it (those of TRAINER and MODEL, else DATASET, that differ from the
+    config saved with the checkpoint)."""
+    own = module.state_dict()
+    wrong = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in params.items()
+             if k in own and tuple(v.shape) != tuple(own[k].shape)]  # fmt: skip
+    if not wrong:
+        return
+    key, there, here = wrong[0]
+    where = f"'{saved.path}'" if saved.path else f"for '{name}'"
+    message = (
+        f"The checkpoint {where} does not fit this model: '{key}' has shape {list(there)} "
+        f"there and {list(here)} here."
+    )
+    diffs = []
+    if saved.config:
+        diffs = config_differences(saved.config, cfg, ("TRAINER.", "MODEL."))
+        diffs = diffs or config_differences(saved.config, cfg, ("DATASET.",))
+    if diffs:
+        settings = "; ".join(f"{k} {old} (this run: {new})" for k, old, new in diffs)
+        message += (
+            f" The run was trained with {settings}: use the run's values (drop the "
+            "override, or pass the config files it was trained with)."
+        )
+    else:
+        message += (
+            " The run was trained with other settings (see the ** Config ** section of "
+            "its log.txt): evaluate with the same settings."
+        )
+    raise ValueError(message)
 
 
 def method_for(cfg):

@@ -9,6 +9,7 @@ import os
 
 from engine.checkpoint import (
     BEST_NAME,
+    SavedModule,
     epoch_name,
     latest_checkpoint,
     load_checkpoint,
@@ -69,8 +70,8 @@ def convert_original_run(src, dst, epoch=None):
 
 
 def read_trained_states(directory, names, epoch=None, best=False):
-    """State dicts of the modules ``names`` (our names) and their epoch, from a run directory
-    of this project, of Dassl, or of the original DPT code (detected by its folders)."""
+    """``{name: SavedModule}`` for the modules ``names`` (our names), from a run directory of
+    this project, of Dassl, or of the original DPT code (detected by its folders)."""
     if not is_original_layout(directory):
         return read_run_states(directory, names, epoch, best)
     modules, found_epoch = read_original_run(directory, epoch)
@@ -81,4 +82,4 @@ def read_trained_states(directory, names, epoch=None, best=False):
         raise FileNotFoundError(
             f"{directory} has no checkpoint for {missing} (found {sorted(modules)})"
         )
-    return {name: modules[name] for name in names}, found_epoch
+    return {name: SavedModule(modules[name], found_epoch) for name in names}

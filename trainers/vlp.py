@@ -13,9 +13,7 @@ class VLP(DPT):
     config_keys = (TEXT_PROMPT_KEYS, VISUAL_PROMPT_KEYS, GUIDANCE_KEYS)
 
     def read_settings(self, cfg):
-        self.text_cfg = TEXT_PROMPT_KEYS.read(cfg)
-        self.vpt_cfg = VISUAL_PROMPT_KEYS.read(cfg)
-        self.guidance_cfg = GUIDANCE_KEYS.read(cfg)
+        self.read_dual_prompt_settings(cfg)
 
     def create_model(self, clip_model, classnames, template):
         return VLPModel(

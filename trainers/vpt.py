@@ -1,6 +1,6 @@
 """VPT: deep visual prompts in every ViT block, frozen hand-crafted text (DPT's ablation)."""
 
-from engine.config import extend_cfg
+from engine.config import add_inert_key, extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.settings import VisualPromptCfg
 from models.vpt import VPTModel
@@ -13,6 +13,7 @@ VISUAL_PROMPT_KEYS = ConfigKeys(VisualPromptCfg, n_ctx="TRAINER.VPT.N_CTX")
 @extend_cfg
 def vpt_cfg(cfg):
     VISUAL_PROMPT_KEYS.declare(cfg)  # TRAINER.VPT.N_CTX: visual prompt tokens per block
+    add_inert_key(cfg, "TRAINER.VPT.LN", False, "the original DPT code defines it, never reads it")
 
 
 @TRAINER_REGISTRY.register()

@@ -3,20 +3,23 @@ this code expects, what is missing, and what to do about it.
 
 For each dataset it looks for the folder under DATA, then for the files and folders of its
 layout, then reads everything the way a run would (split file, annotation files, class
-folders, that every listed image exists) without writing anything. Exit status 1 when a
-dataset named with --name, or any dataset whose folder exists, is not usable.
+folders, that every listed image exists) without writing anything; with ``--decode`` it also
+decodes every image and lists the unreadable ones. Exit status 1 when a dataset named with
+--name, or any dataset whose folder exists, is not usable.
 """
 
 import argparse
 import contextlib
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from tabulate import tabulate
 
 import datasets  # noqa: F401  (registers the datasets)
 from datasets.benchmark import BenchmarkDataset
 from engine.config import get_cfg_default
+from engine.data.images import BadImageError, read_image
 from engine.registry import DATASET_REGISTRY
 
 OK, ABSENT, INCOMPLETE, BROKEN = "ok", "not installed", "incomplete", "error"
@@ -89,7 +92,25 @@ class Report:
         ]
 
 
-def check_dataset(name, cls, root):
+def _decode_error(path):
+    try:
+        read_image(path)
+    except BadImageError as err:
+        cause = err.__cause__ or err
+        return f"{type(cause).__name__}: {cause}"
+    return None
+
+
+def unreadable_images(dataset):
+    """``[(path, reason)]`` for the images of every split that cannot be decoded."""
+    splits = (dataset.train_x, dataset.val or [], dataset.test)
+    paths = list(dict.fromkeys(item.impath for split in splits for item in split))
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        reasons = pool.map(_decode_error, paths)
+    return [(path, reason) for path, reason in zip(paths, reasons) if reason]
+
+
+def check_dataset(name, cls, root, decode=False):
     dataset_dir = os.path.join(root, cls.dataset_dir)
     if not os.path.isdir(dataset_dir):
         return Report(
@@ -121,6 +142,14 @@ def check_dataset(name, cls, root):
         "test": len(dataset.test),
     }
     advice = []
+    if decode:
+        bad = unreadable_images(dataset)
+        if bad:
+            summary = (
+                f"{len(bad)} unreadable image(s): fix or remove them, or train with "
+                "DATASET.ON_BAD_IMAGE skip"
+            )
+            return Report(name, cls, BROKEN, [summary] + [f"{p}: {w}" for p, w in bad], counts)
     if cls.split_file and not os.path.isfile(os.path.join(dataset_dir, cls.split_file)):
         advice.append(f"{cls.split_file} is missing: {cls.split_file_advice}.")
     if cls.standard_num_classes and dataset.num_classes != cls.standard_num_classes:
@@ -143,6 +172,11 @@ def main(argv=None):
         default=[],
         help="a dataset to check (repeatable; e.g. Caltech101, oxford_pets); default: all",
     )
+    parser.add_argument(
+        "--decode",
+        action="store_true",
+        help="also decode every image of every split (slow on large datasets)",
+    )
     args = parser.parse_args(argv)
     root = os.path.abspath(os.path.expanduser(args.root))
     if not os.path.isdir(root):
@@ -151,7 +185,7 @@ def main(argv=None):
     known = benchmarks()
     names = resolve(args.name, known) if args.name else list(known)
 
-    reports = [check_dataset(name, known[name], root) for name in names]
+    reports = [check_dataset(name, known[name], root, args.decode) for name in names]
     print(f"Datasets under {root}\n")
     headers = ["Dataset", "Folder", "Status", "Classes", "Train", "Val", "Test"]
     print(tabulate([r.row() for r in reports], headers=headers, disable_numparse=True))

@@ -5,7 +5,8 @@ Only the deterministic start of the transform is cached: the decoded image, and 
 still run on every access, so a cached loader yields exactly what an uncached one yields for
 the same seed. Images are decoded once, in threads, before the loader's worker processes
 start (forked workers share the memory); items past the memory budget, and unreadable ones,
-stay on disk and take the uncached path.
+stay on disk and take the uncached path. The unreadable ones are listed in ``unreadable``, so
+that a run can stop (or warn) before its first epoch.
 """
 
 import time
@@ -35,6 +36,7 @@ class DecodedImageCache:
     def __init__(self, data_source, transform, budget_mb, num_threads=1):
         self.prefix, self.rest = split_deterministic_prefix(transform)
         self._images = {}
+        self.unreadable = []  # a BadImageError per unreadable image decoded, in order
         budget = budget_mb * 2**20
         used = 0
         start = time.time()
@@ -52,20 +54,24 @@ class DecodedImageCache:
 
     def _decode(self, data_source, num_threads):
         """(index, image) of the readable items in order, decoded in threads a chunk at a
-        time (so that nothing far past the budget is decoded)."""
+        time (so that nothing far past the budget is decoded); errors go to ``unreadable``."""
         chunk = 8 * max(1, num_threads)
         with ThreadPoolExecutor(max(1, num_threads)) as pool:
             for first in range(0, len(data_source), chunk):
                 images = pool.map(self._load, data_source[first : first + chunk])
                 for index, image in enumerate(images, start=first):
-                    if image is not None:
+                    if isinstance(image, BadImageError):
+                        self.unreadable.append(image)
+                    else:
                         yield index, image
 
     def _load(self, item):
+        """The image after the prefix, or the BadImageError (on access the item is read
+        again, which reports it as without the cache)."""
         try:
             image = read_image(item.impath)
-        except BadImageError:
-            return None  # read again on access, which reports it as without the cache
+        except BadImageError as err:
+            return err
         return image if self.prefix is None else self.prefix(image)
 
     def __len__(self):

@@ -1,5 +1,6 @@
 """Decoding image files, with errors that name the file and the way out."""
 
+import numpy as np
 from PIL import Image
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -7,16 +8,39 @@ BAD_IMAGE_CHOICES = ("error", "skip")
 
 
 class BadImageError(RuntimeError):
-    """An image file that is missing, corrupt or truncated."""
+    """An image file that is missing, corrupt or truncated (``path``)."""
+
+    def __init__(self, message, path=""):
+        super().__init__(message)
+        self.path = path
+
+
+# Integer modes holding 16-bit samples (Pillow reads 16-bit PNG and TIFF files as I;16 or, in
+# older versions, as I); "convert('RGB')" would clip them at 255, making most images white.
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def to_rgb(img):
+    """``img`` in RGB, for every PIL mode: 16-bit and 32-bit integer samples are scaled from
+    0..65535 to 0..255, floats (mode F) from 0..1; premultiplied alpha (La) is undone first;
+    the other modes as Pillow converts them (alpha dropped, as Dassl does)."""
+    if img.mode in SIXTEEN_BIT_MODES:
+        samples = np.clip(np.asarray(img, dtype=np.float64), 0, 65535) / 257.0
+    elif img.mode == "F":
+        samples = np.clip(np.asarray(img, dtype=np.float64), 0, 1) * 255.0
+    else:
+        return (img.convert("LA") if img.mode == "La" else img).convert("RGB")
+    return Image.fromarray(np.rint(samples).astype(np.uint8)).convert("RGB")
 
 
 def read_image(path):
     """The image at ``path`` as an RGB PIL image, fully decoded (so truncation shows here)."""
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return to_rgb(img)
     except Exception as err:  # PIL raises OSError, ValueError, SyntaxError, zlib.error, ...
         raise BadImageError(
             f"Cannot read image '{path}' ({type(err).__name__}: {err}). Fix or remove the "
-            "file, or set DATASET.ON_BAD_IMAGE skip to drop unreadable images with a warning."
+            "file, or set DATASET.ON_BAD_IMAGE skip to drop unreadable images with a warning.",
+            path,
         ) from err

@@ -113,6 +113,20 @@ def build_sampler(cfg, dataset, sampler_type, batch_size, is_train):
     return sampler, -(-batch_size // world)
 
 
+def report_unreadable(errors, on_bad_image):
+    """Unreadable train images that the cache found: an error before the first epoch, or in
+    skip mode a warning (they are skipped as the loader meets them, as without the cache)."""
+    if not errors:
+        return
+    paths = [err.path for err in errors]
+    if on_bad_image == "error":
+        more = f" ({len(paths) - 1} more unreadable train images: {paths[1:]})"
+        more = more if errors[1:] else ""
+        raise BadImageError(f"{errors[0]}{more}", errors[0].path) from errors[0]
+    print(f"Warning: {len(paths)} unreadable train image(s) will be skipped in every epoch "
+          f"(DATASET.ON_BAD_IMAGE skip): {paths}")  # fmt: skip
+
+
 def build_data_loader(cfg, data_source, batch_size, tfm, is_train, sampler_type):
     """A loader as Dassl builds it: drop_last only for training and only when the data fill
     a batch. Pinned memory (with CUDA), persistent workers and, for training, the decoded
@@ -125,6 +139,8 @@ def build_data_loader(cfg, data_source, batch_size, tfm, is_train, sampler_type)
     if is_train and loaders.CACHE_IMAGES_MB > 0:
         cache = DecodedImageCache(data_source, tfm, loaders.CACHE_IMAGES_MB, num_workers)
     dataset = DatasetWrapper(data_source, tfm, cfg.DATASET.ON_BAD_IMAGE, cache)
+    if cache is not None:
+        report_unreadable(cache.unreadable, cfg.DATASET.ON_BAD_IMAGE)
     sampler, batch_size = build_sampler(cfg, dataset, sampler_type, batch_size, is_train)
     return SkippingDataLoader(
         dataset,

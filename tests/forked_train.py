@@ -1,0 +1,103 @@
+"""train.py in a child process forked from the test (no new interpreter to start, so a small
+run takes about a second), with hooks on the files it puts into its run directory.
+
+Every file of a run directory (checkpoints, ``last_epoch.json``, Dassl's pointers,
+``results.json``) is written to a temporary file that ``os.replace`` renames into place. In the
+child, ``os.replace`` counts those renames and, at a chosen one (its 1-based index, or the
+file's path relative to the run directory), can kill the process with SIGKILL: ``before`` the
+rename, after cutting the temporary file to half its size (a kill while the file is being
+written), or just ``after`` it (a kill between two writes); or pause it until the test lets
+it go on (e.g. to start a second process meanwhile).
+"""
+
+import os
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+
+import train
+from engine.checkpoint import TEMP_PREFIX
+
+
+class ForkedRun:
+    """``train.py ARGV`` in a forked child; its stdout and stderr go to ``<out>.console.txt``."""
+
+    def __init__(self, argv, out, kill_at=None, when="before", pause_at=None, renames_file=None):
+        self.out = str(out)
+        self.console = Path(f"{out}.console.txt")
+        paused_r, paused_w = os.pipe()
+        resume_r, resume_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child never returns into the test
+            code = 99
+            try:
+                hooks = (kill_at, when, pause_at, renames_file, paused_w, resume_r)
+                code = self._child(argv, *hooks)
+            finally:
+                os._exit(code)
+        os.close(paused_w)
+        os.close(resume_r)
+        self._paused, self._resume = paused_r, resume_w
+
+    def _child(self, argv, kill_at, when, pause_at, renames_file, paused_w, resume_r):
+        sys.stdout = sys.stderr = open(self.console, "a", buffering=1)  # noqa: SIM115
+        replace, count = os.replace, [0]
+
+        def hooked_replace(src, dst, *args, **kwargs):
+            renamed = os.path.relpath(dst, self.out)
+            if renamed.startswith("..") or not os.path.basename(src).startswith(TEMP_PREFIX):
+                return replace(src, dst, *args, **kwargs)  # not a file of the run directory
+            count[0] += 1
+            if renames_file:
+                with open(renames_file, "a") as f:
+                    f.write(renamed + "\n")
+            chosen = (count[0], renamed)
+            if pause_at in chosen:
+                os.write(paused_w, b"p")
+                os.read(resume_r, 1)
+            if kill_at in chosen and when == "before":
+                with open(src, "r+b") as f:
+                    f.truncate(os.path.getsize(src) // 2)
+                os.kill(os.getpid(), signal.SIGKILL)
+            replace(src, dst, *args, **kwargs)
+            if kill_at in chosen:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        os.replace = hooked_replace
+        return train.cli(argv)
+
+    def wait_paused(self, timeout=120):
+        """Block until the child reaches ``pause_at``."""
+        ready, _, _ = select.select([self._paused], [], [], timeout)
+        assert ready and os.read(self._paused, 1) == b"p", self.console.read_text()[-3000:]
+
+    def resume(self):
+        os.write(self._resume, b"r")
+
+    def wait(self, kill_after_s=None, status=0):
+        """True when the child was killed (by its hook, or from here after ``kill_after_s``
+        seconds), False when it exited with ``status`` (anything else fails the test)."""
+        deadline = None if kill_after_s is None else time.monotonic() + kill_after_s
+        while True:
+            done, result = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                _, result = os.waitpid(self.pid, 0)
+                break
+            time.sleep(0.005)
+        os.close(self._paused)
+        os.close(self._resume)
+        if os.WIFSIGNALED(result):
+            assert os.WTERMSIG(result) == signal.SIGKILL
+            return True
+        assert os.WEXITSTATUS(result) == status, self.console.read_text()[-3000:]
+        return False
+
+
+def launch(argv, out, kill_after_s=None, **hooks):
+    """Run train.py to its end (or its kill); True when it was killed."""
+    return ForkedRun(argv, out, **hooks).wait(kill_after_s)

@@ -1,0 +1,217 @@
+"""Fault injection: train.py killed with SIGKILL at chosen and at random moments, including in
+the middle of writing a checkpoint, then started again with the same command until it
+finishes; every trial must end bit-identical to an uninterrupted run. The runs are forked
+children (``tests/forked_train.py``: how a kill is placed on a write).
+"""
+
+import json
+import os
+import random
+import time
+
+import pytest
+import torch
+
+import train
+from engine.checkpoint import EPOCH_FILE, TEMP_PREFIX
+from tests.forked_train import ForkedRun, launch
+from tests.run_fixtures import make_workspace, read_only, train_argv
+
+CLASSES = {name: 6 for name in ["ant", "bee", "cat", "dog", "eel", "fox"]}
+MODULES = ["visual_prompt", "cavpt", "prompt_learner"]
+MAX_EPOCH = 4
+# DPT (three modules) with a best-val deployment, so that model-best files are written too.
+OVERRIDES = ("TRAINER.VPT.N_CTX", "3", "TRAINER.TOPDOWN_SECOVPT.BOTTOMLIMIT", "2",
+             "TRAINER.SELECTED_COVPT.CPN", "3", "PRETRAIN.C", "1",
+             "OPTIM.MAX_EPOCH", str(MAX_EPOCH), "TEST.FINAL_MODEL", "best_val")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return make_workspace(tmp_path_factory.mktemp("faults"), CLASSES)
+
+
+def final_state(out):
+    """Everything a finished run leaves that must not depend on interruptions."""
+    results = json.loads((out / "results.json").read_text())
+    results.pop("config_digest")  # its config includes OUTPUT_DIR
+    state = {"results": results}
+    for module in MODULES:
+        for name in (f"model.pth.tar-{MAX_EPOCH}", "model-best.pth.tar"):
+            ckpt = torch.load(out / module / name, weights_only=False)
+            state[f"{module}/{name}"] = {
+                key: ckpt[key] for key in ("state_dict", "optimizer", "scheduler", "epoch")
+            }
+    return state
+
+
+def assert_identical(a, b, path="run"):
+    """Exact equality of nested dicts, lists and tensors (no tolerance)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, path
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and sorted(a) == sorted(b), path
+        for key in a:
+            assert_identical(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(workspace):
+    """The reference run; also the sequence of files it renames into place."""
+    out = workspace["root"] / "uninterrupted"
+    renames = workspace["root"] / "renames.txt"
+    start = time.monotonic()
+    assert not launch(train_argv(workspace, out, "DPT", overrides=OVERRIDES), out,
+                      renames_file=renames)  # fmt: skip
+    return {
+        "state": final_state(out),
+        "renames": renames.read_text().split(),
+        "seconds": time.monotonic() - start,
+    }
+
+
+def kill_point(renames, name, occurrence=1):
+    """The 1-based index of the ``occurrence``-th rename of ``name`` in the reference run."""
+    indices = [i + 1 for i, renamed in enumerate(renames) if renamed == name]
+    return indices[occurrence - 1]
+
+
+def finish_after_kills(workspace, out, kills):
+    """Start the run once per kill (each ``{"kill_at": N, "when": ...}`` or
+    ``{"kill_after_s": S}``), then again until it has finished; returns how many starts
+    were killed."""
+    argv = train_argv(workspace, out, "DPT", overrides=OVERRIDES)
+    killed = 0
+    for kill in kills:
+        if (out / "results.json").exists():
+            break
+        killed += launch(argv, out, **kill)
+    while not (out / "results.json").exists():
+        assert not launch(argv, out)
+    return killed
+
+
+def check_trial(out, uninterrupted, killed):
+    """Bit-identical to the uninterrupted run, nothing left over; ``killed`` + 1 starts."""
+    assert_identical(final_state(out), uninterrupted["state"])
+    leftovers = [os.path.join(d, f) for d, _, files in os.walk(out) for f in files
+                 if f.startswith(TEMP_PREFIX)]  # fmt: skip
+    assert leftovers == []
+    assert json.loads((out / EPOCH_FILE).read_text())["epoch"] == MAX_EPOCH
+    log = (out / "log.txt").read_text()
+    assert log.count("** Run started") == killed + 1
+    return log
+
+
+# Kill points named by the file being renamed (and which time it is renamed in the reference
+# run); "before": the process dies with that file half written.
+CHOSEN = {
+    "between modules: the second one's file half written": ("cavpt/model.pth.tar-3", 1, "before"),
+    "one module a whole epoch ahead of the others": ("visual_prompt/model.pth.tar-2", 1, "after"),
+    "all modules written, epoch not committed": (EPOCH_FILE, 2, "before"),
+    "epoch committed, Dassl's pointers not moved": (EPOCH_FILE, 3, "after"),
+    "a best-model file half written": ("prompt_learner/model-best.pth.tar", 1, "before"),
+    "during the final evaluation's results.json": ("results.json", 1, "before"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("moment", list(CHOSEN))
+def test_kill_at_a_chosen_write_then_resume_is_bit_identical(
+    workspace, uninterrupted, tmp_path, moment
+):
+    name, occurrence, when = CHOSEN[moment]
+    kill_at = kill_point(uninterrupted["renames"], name, occurrence)
+    out = tmp_path / "run"
+    killed = finish_after_kills(workspace, out, [{"kill_at": kill_at, "when": when}])
+    assert killed == 1
+    log = check_trial(out, uninterrupted, killed)
+    assert "Note: took over" in log and "from a process that is no longer running" in log
+    if when == "before":  # the half-written temporary file was found and removed
+        assert f"Removed '{out}" in log and TEMP_PREFIX in log
+    if name == "results.json":  # item 4: the resumed run reports the deployed model's epoch
+        assert "Resumed from" in log and f"at epoch {MAX_EPOCH}" in log
+
+
+def test_kills_at_random_writes_then_resume_is_bit_identical(workspace, uninterrupted, tmp_path):
+    rng = random.Random(12)
+    total = len(uninterrupted["renames"])
+    for trial in range(3):
+        out = tmp_path / f"trial{trial}"
+        kills = [{"kill_at": rng.randint(1, total), "when": rng.choice(["before", "after"])}
+                 for _ in range(2)]  # fmt: skip
+        killed = finish_after_kills(workspace, out, kills)
+        assert killed >= 1, kills
+        check_trial(out, uninterrupted, killed)
+
+
+def test_kills_at_random_times_then_resume_is_bit_identical(workspace, uninterrupted, tmp_path):
+    rng = random.Random(7)
+    seconds = uninterrupted["seconds"]
+    killed_total = 0
+    for trial in range(3):
+        out = tmp_path / f"trial{trial}"
+        kills = [{"kill_after_s": rng.uniform(0.1, 0.9) * seconds} for _ in range(2)]
+        killed = finish_after_kills(workspace, out, kills)
+        killed_total += killed
+        check_trial(out, uninterrupted, killed)
+    assert killed_total >= 3  # most starts were killed before they finished
+
+
+def test_a_run_killed_in_its_final_evaluation_reports_its_last_epoch(workspace, tmp_path):
+    """Resumed after the last epoch, nothing is left to train: results.json still names the
+    epoch of the model it evaluates (it said 1)."""
+    out = tmp_path / "run"
+    argv = train_argv(workspace, out, "CoOp", overrides=("OPTIM.MAX_EPOCH", "2"))
+    assert launch(argv, out, kill_at="results.json", when="before")
+    assert not (out / "results.json").exists()
+    assert not launch(argv, out)
+    assert json.loads((out / "results.json").read_text())["epoch"] == 2
+    assert "Resumed from" in (out / "log.txt").read_text()
+
+
+def test_a_module_folder_made_read_only_mid_run_stops_it_resumably(
+    workspace, uninterrupted, tmp_path, capsys
+):
+    """The issue's case: while epoch 3 is saved, cavpt/ cannot be written. The run stops with
+    a message; nothing of epoch 3 is used; once writable again it resumes from epoch 2 and ends
+    bit-identical (it used to resume on a mix of epochs 2 and 3)."""
+    out = tmp_path / "run"
+    argv = train_argv(workspace, out, "DPT", overrides=OVERRIDES)
+    run = ForkedRun(argv, out, pause_at="visual_prompt/model.pth.tar-3")
+    run.wait_paused()
+    with read_only(out / "cavpt"):
+        run.resume()
+        assert not run.wait(status=2)
+        console = run.console.read_text()
+        assert f"error: Could not save epoch 3 in '{out}' (" in console
+        assert f"{out / 'cavpt'}/{TEMP_PREFIX}model.pth.tar-3" in console
+        assert "The run can resume from epoch 2: fix the cause (permissions, free space)" in console
+        # Started again while it is still read-only: refused before anything is written.
+        assert train.cli(argv) == 2
+        assert f"error: Cannot write in '{out / 'cavpt'}' (" in capsys.readouterr().err
+    assert (out / "visual_prompt" / "model.pth.tar-3").exists()  # written, never committed
+    assert not launch(argv, out)
+    log = check_trial(out, uninterrupted, killed=1)
+    assert "Resumed from" in log and "at epoch 2 (continuing with epoch 3)" in log
+
+
+def test_a_run_directory_from_before_last_epoch_json_resumes_its_common_epoch(
+    workspace, uninterrupted, tmp_path
+):
+    """As the code before last_epoch.json left a run killed between modules: visual_prompt's
+    pointer names epoch 3, the others' epoch 2. Resume takes epoch 2, complete in all."""
+    out = tmp_path / "run"
+    argv = train_argv(workspace, out, "DPT", overrides=OVERRIDES)
+    assert launch(argv, out, kill_at="visual_prompt/model.pth.tar-3", when="after")
+    os.remove(out / EPOCH_FILE)
+    (out / "visual_prompt" / "checkpoint").write_text("model.pth.tar-3\n")
+    assert not launch(argv, out)
+    log = check_trial(out, uninterrupted, killed=1)
+    assert "at epoch 2 (continuing with epoch 3)" in log
