@@ -15,10 +15,10 @@ import io
 import sys
 
 from engine.checkpoint import atomic_write, atomic_write_json
+from engine.cli import exit_status
 from inference.cli import (
     add_model_arguments,
     classifier_from_args,
-    exit_on_bad_input,
     expand_paths,
 )
 
@@ -96,4 +96,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_bad_input(main))
+    sys.exit(exit_status(main))

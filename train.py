@@ -4,7 +4,6 @@ import argparse
 import contextlib
 import sys
 import time
-import traceback
 
 import torch
 import torch.distributed as dist
@@ -13,30 +12,14 @@ import dassl_engine
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers and their config keys)
 from engine import distributed
-from engine.checkpoint import CheckpointWriteError
+from engine.cli import BAD_INPUT, exit_status
 from engine.config import check_run_values
-from engine.data.images import BadImageError
 from engine.log import run_log
 from engine.run_inputs import save_run_inputs
-from engine.run_lock import RunDirInUse, RunLock
+from engine.run_lock import RunLock
 from engine.rundir import check_output_dir, prepare_output_dir
 from engine.utils import set_random_seed
 from trainers import builtin
-
-# Errors that bad input or a bad state of the files causes: a message says what to do (exit 2).
-BAD_INPUT = (
-    FileNotFoundError,
-    FileExistsError,
-    NotADirectoryError,
-    PermissionError,
-    KeyError,
-    ValueError,
-    FloatingPointError,
-    BadImageError,
-    RunDirInUse,
-    CheckpointWriteError,
-    dassl_engine.DasslUnavailable,
-)
 
 
 def build_parser():
@@ -179,16 +162,7 @@ def run_logged(args, cfg, engine, notes):
 
 def cli(argv=None):
     """``main`` with bad input reported as ``error: <what to do>`` on stderr: exit status 2."""
-    try:
-        main(argv)
-    except BAD_INPUT as err:
-        # The origin helps if it is a bug.
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        origin = traceback.extract_tb(err.__traceback__)[-1]
-        print(f"error: {message}", file=sys.stderr)
-        print(f"(raised at {origin.filename}:{origin.lineno})", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: main(argv), BAD_INPUT + (dassl_engine.DasslUnavailable,))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,6 @@
 """What the commands that use a trained run share: their model arguments and error exits."""
 
 import os
-import sys
-import traceback
 
 from engine.config import setup_cfg
 from engine.data.images import IMG_EXTENSIONS
@@ -77,16 +75,3 @@ def expand_paths(paths):
         else:
             files.append(path)
     return files
-
-
-def exit_on_bad_input(main):
-    """Run ``main()``; bad input (missing files, wrong keys or values) ends with exit code 2
-    and one line that says what to do, plus where it was raised, as train.py does."""
-    try:
-        return main()
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        origin = traceback.extract_tb(err.__traceback__)[-1]
-        print(f"error: {message}", file=sys.stderr)
-        print(f"(raised at {origin.filename}:{origin.lineno})", file=sys.stderr)
-        sys.exit(2)

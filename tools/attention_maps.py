@@ -14,11 +14,11 @@ import argparse
 import os
 import sys
 
+from engine.cli import exit_status
 from inference.attention import cavpt_attention, plot_attention_map, require_cavpt
 from inference.cli import (
     add_model_arguments,
     classifier_from_args,
-    exit_on_bad_input,
     expand_paths,
 )
 
@@ -65,4 +65,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_bad_input(main))
+    sys.exit(exit_status(main))

@@ -14,7 +14,8 @@ import sys
 import torch
 from clip.simple_tokenizer import SimpleTokenizer
 
-from inference.cli import add_model_arguments, classifier_from_args, exit_on_bad_input
+from engine.cli import exit_status
+from inference.cli import add_model_arguments, classifier_from_args
 
 
 def learned_context(clf):
@@ -80,4 +81,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_bad_input(main))
+    sys.exit(exit_status(main))
