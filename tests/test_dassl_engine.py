@@ -28,8 +28,10 @@ FAST = ("OPTIM.MAX_EPOCH", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "8", "PRETRAIN.
         "TEST.ZEROSHOT_BASELINE", "False", "DATASET.NUM_SHOTS", "2")  # fmt: skip
 
 
-def toy_argv(root, out, trainer, engine, *flags, opts=()):
-    config = os.path.join(REPO, "configs", "trainers", trainer, "tiny.yaml")
+def toy_argv(root, out, trainer, engine, *flags, opts=(), config=None):
+    """train.py's arguments for ``trainer`` on a small Toy with ``<config>/tiny.yaml``
+    (default: the trainer's own)."""
+    config = os.path.join(REPO, "configs", "trainers", config or trainer, "tiny.yaml")
     return ["--engine", engine, "--root", str(root), "--trainer", trainer,
             "--dataset-config-file", os.path.join(REPO, "configs", "datasets", "toy.yaml"),
             "--config-file", config, "--output-dir", str(out), "--seed", "1", *flags,
@@ -119,6 +121,29 @@ def test_a_run_of_one_engine_evaluates_under_the_other_to_the_same_accuracy(runs
         train.main(toy_argv(runs["root"] / "data", out, "DPT", evaluator, *flags))
         assert results(out)["accuracy"] == results(runs[trained])["accuracy"]
         assert results(out)["total"] == results(runs[trained])["total"] == 60
+
+
+@pytest.mark.slow
+@needs_dassl
+@pytest.mark.parametrize("trainer", ["CoOp", "CoCoOp", "VPT", "VLP"])
+def test_every_method_trains_under_dassl(tmp_path, trainer):
+    config = "CoOp" if trainer == "CoCoOp" else trainer  # CoCoOp has no tiny config of its own
+    argv = toy_argv(tmp_path / "data", tmp_path / "run", trainer, "dassl", config=config)
+    train.main(argv)
+    record = results(tmp_path / "run")
+    assert record["trainer"] == trainer and record["engine"] == "dassl" and record["total"] == 60
+
+
+@pytest.mark.slow
+@needs_dassl
+def test_zero_shot_clip_evaluates_under_dassl(tmp_path):
+    for engine in ("dassl", "builtin"):
+        out = tmp_path / f"zs_{engine}"
+        train.main(toy_argv(tmp_path / "data", out, "ZeroshotCLIP", engine, "--eval-only",
+                            config="CoOp"))  # fmt: skip
+    assert (
+        results(tmp_path / "zs_dassl")["accuracy"] == results(tmp_path / "zs_builtin")["accuracy"]
+    )
 
 
 @needs_dassl
