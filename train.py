@@ -86,7 +86,7 @@ def load_engine(name):
 
 def check_args(engine, cfg):
     """Fail before any work on what can be checked from the config alone."""
-    engine.check_names(cfg)
+    engine.check_config(cfg)
     check_run_values(cfg)
     check_output_dir(cfg.OUTPUT_DIR)
 

@@ -13,6 +13,7 @@ from dassl_engine.compat import allow_current_torch_schedulers
 from dassl_engine.datasets import register_datasets
 from dassl_engine.trainer import build_trainer, register_methods  # noqa: F401 (engine API)
 from engine import config as engine_config
+from trainers.method import method_for
 
 # This project's keys that Dassl's loop and data manager do not read.
 UNUSED_KEYS = (
@@ -45,9 +46,11 @@ def _check_registered(kind, name, registry, flag):
     )
 
 
-def check_names(cfg):
+def check_config(cfg):
+    """Before any work: names in Dassl's registries, and the method's settings."""
     _check_registered("trainer", cfg.TRAINER.NAME, DASSL_TRAINERS, "--trainer")
     _check_registered("dataset", cfg.DATASET.NAME, DASSL_DATASETS, "--dataset-config-file")
+    method_for(cfg)
 
 
 def unused_settings(cfg):

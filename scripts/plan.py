@@ -66,7 +66,7 @@ def run_config(argv):
     args = train.build_parser().parse_args(argv)
     engine = train.load_engine(args.engine)
     cfg = engine.setup_cfg(args)
-    engine.check_names(cfg)
+    engine.check_config(cfg)
     return cfg
 
 

@@ -155,6 +155,7 @@ def test_out_of_range_prompt_settings_fail_before_clip_or_data_load(
     overrides = (key, value, "MODEL.BACKBONE.NAME", str(tmp_path / "missing.pt"))
     with pytest.raises(ValueError, match=re.escape(message)):
         train.main(argv(workspace, tmp_path / "bad", trainer, overrides=overrides))
+    assert not (tmp_path / "bad").exists()  # nothing written: not even the log
 
 
 def test_first_cavpt_block_beyond_the_depth_names_the_key(workspace, tmp_path):

@@ -174,7 +174,7 @@ def run_ours(work_dir):
     engine = dassl_engine.load()
     for run_dir in run_dirs(work_dir):
         cfg = engine.setup_cfg(argparse.Namespace(config_file=os.path.join(run_dir, "ours.yaml")))
-        engine.check_names(cfg)
+        engine.check_config(cfg)
         set_random_seed(cfg.SEED)
         trainer = engine.build_trainer(cfg)
         init = torch.load(os.path.join(run_dir, "original.pt"))["init"]

@@ -25,10 +25,12 @@ def setup_cfg(args):
     return engine_config.setup_cfg(args)
 
 
-def check_names(cfg):
-    """Unknown trainer or dataset: an error listing the registered ones, before any work."""
+def check_config(cfg):
+    """Before any work: an unknown trainer or dataset is an error listing the registered
+    ones; the method's settings are read (a bad value names its key)."""
     TRAINER_REGISTRY.get(cfg.TRAINER.NAME or "<none given: use --trainer>")
     DATASET_REGISTRY.get(cfg.DATASET.NAME or "<none given: use --dataset-config-file>")
+    method_for(cfg)
 
 
 def unused_settings(cfg):
