@@ -1,9 +1,17 @@
 """Train and evaluate prompt-tuning methods on CLIP; the command line of CoOp's train.py."""
 
 import argparse
+import glob
+import os
 import sys
+import textwrap
 import time
 import traceback
+
+# Threads waiting for work sleep instead of spinning, so that a run on cores that other jobs
+# share does not slow down many times over (engine/threads.py). OpenMP reads this when torch
+# loads it, hence before the import; a policy already in the environment is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 import torch.distributed as dist
@@ -11,15 +19,39 @@ import torch.distributed as dist
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers and their config keys)
 from engine import distributed
-from engine.config import setup_cfg
+from engine.config import get_cfg_default, setup_cfg
 from engine.log import run_log
 from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
-from engine.rundir import prepare_output_dir
+from engine.rundir import check_not_in_evaluated_run, prepare_output_dir
+from engine.threads import set_threads
 from engine.utils import set_random_seed
+from scripts import naming
+from scripts.spec import REPO
+
+
+def known_names():
+    """The trainers, datasets and dataset config files, for the end of ``--help``."""
+    configs = glob.glob(os.path.join(REPO, "configs", "datasets", "*.yaml"))
+    stems = sorted(os.path.splitext(os.path.basename(path))[0] for path in configs)
+    sections = [
+        ("trainers (--trainer):", ", ".join(TRAINER_REGISTRY.names())),
+        ("datasets (DATASET.NAME, set by the dataset config file):",
+         ", ".join(DATASET_REGISTRY.names())),
+        (f"dataset config files (--dataset-config-file configs/datasets/<name>.yaml, in "
+         f"{REPO}):", " ".join(stems)),
+    ]  # fmt: skip
+    return "\n".join(
+        f"{title}\n{textwrap.fill(body, 78, initial_indent='  ', subsequent_indent='  ')}"
+        for title, body in sections
+    )
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        epilog=known_names(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--root", type=str, default="", help="path to dataset")
     parser.add_argument("--output-dir", type=str, default="", help="output directory")
     parser.add_argument(
@@ -31,14 +63,25 @@ def build_parser():
     parser.add_argument(
         "--seed", type=int, default=-1, help="only positive value enables a fixed seed"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads of torch's operators (config key NUM_THREADS; default: the CPUs "
+        "available to this process less the loader workers); 1 suits machines shared with "
+        "other jobs",
+    )
     parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
     parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
     parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
     parser.add_argument("--config-file", type=str, default="", help="path to config file")
     parser.add_argument(
-        "--dataset-config-file", type=str, default="", help="path to config file for dataset setup"
+        "--dataset-config-file",
+        type=str,
+        default="",
+        help="path to config file for dataset setup (listed below)",
     )
-    parser.add_argument("--trainer", type=str, default="", help="name of trainer")
+    parser.add_argument("--trainer", type=str, default="", help="name of trainer (listed below)")
     parser.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
     parser.add_argument("--head", type=str, default="", help="name of head")
     parser.add_argument("--eval-only", action="store_true", help="evaluation only")
@@ -72,6 +115,37 @@ def check_args(args, cfg):
     DATASET_REGISTRY.get(cfg.DATASET.NAME or "<none given: use --dataset-config-file>")
 
 
+def output_dir_given(args):
+    """Whether the command line names the output directory (flag or ``OUTPUT_DIR`` override)."""
+    return bool(args.output_dir) or "OUTPUT_DIR" in (args.opts or [])[0::2]
+
+
+def choose_output_dir(args, cfg):
+    """The run's ``OUTPUT_DIR``: the one the command line gives; for ``--eval-only`` with
+    ``--model-dir``, else a folder below that run named after the evaluated data (a config
+    file's OUTPUT_DIR names the training run, not its evaluations); else a config file's;
+    else the folder a sweep would give this run (dataset, trainer, config, shots, setting,
+    seed), so that runs of different settings never meet in Dassl's default ``./output``."""
+    evaluation = args.eval_only and args.model_dir
+    if evaluation:
+        eval_dir = naming.eval_dir(args.model_dir, cfg, args.dataset_config_file, args.load_epoch)
+    if output_dir_given(args):
+        chosen = cfg.OUTPUT_DIR
+    elif evaluation:
+        chosen = eval_dir
+    elif os.path.normpath(cfg.OUTPUT_DIR) != os.path.normpath(get_cfg_default().OUTPUT_DIR):
+        chosen = cfg.OUTPUT_DIR
+    else:
+        chosen = naming.default_run_dir(cfg, args.dataset_config_file, args.config_file)
+    if evaluation:
+        check_not_in_evaluated_run(chosen, args.model_dir, eval_dir)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR = chosen
+    cfg.freeze()
+    return cfg
+
+
 def describe_parallelism(cfg):
     if distributed.is_distributed():
         print(
@@ -91,6 +165,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     cfg = setup_cfg(args)
     check_args(args, cfg)
+    cfg = choose_output_dir(args, cfg)
     joined = distributed.init_from_env(cfg.USE_CUDA)
     try:
         return run(args, cfg)
@@ -105,6 +180,7 @@ def run(args, cfg):
     distributed.barrier()
     with run_log(cfg.OUTPUT_DIR):
         print(f"** Run started {time.strftime('%Y-%m-%d %H:%M:%S')} **")
+        print(f"Output directory: {cfg.OUTPUT_DIR}")
         print("** Arguments **")
         for key, value in sorted(vars(args).items()):
             print(f"{key}: {value}")
@@ -112,6 +188,7 @@ def run(args, cfg):
         print(cfg)
         print(f"PyTorch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
         describe_parallelism(cfg)
+        print(set_threads(cfg.NUM_THREADS, cfg.DATALOADER.NUM_WORKERS))
         if cfg.SEED >= 0:
             print(f"Setting fixed seed: {cfg.SEED}")
             set_random_seed(cfg.SEED)

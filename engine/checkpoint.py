@@ -11,6 +11,8 @@ import tempfile
 
 import torch
 
+from engine.permissions import share_as_umask
+
 LATEST_POINTER = "checkpoint"
 BEST_NAME = "model-best.pth.tar"
 
@@ -20,7 +22,8 @@ def epoch_name(epoch):
 
 
 def atomic_write(path, write_fn, mode="wb"):
-    """Write through ``write_fn(file)`` to a temp file beside ``path``, then rename it."""
+    """Write through ``write_fn(file)`` to a temp file beside ``path``, then rename it (with
+    the mode ``open()`` would give, not mkstemp's 0600)."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-" + os.path.basename(path))
@@ -29,6 +32,7 @@ def atomic_write(path, write_fn, mode="wb"):
             write_fn(f)
             f.flush()
             os.fsync(f.fileno())
+        share_as_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,23 +1,33 @@
 """What all CLIP prompt-tuning trainers share: CLIP loading, precision, the training step."""
 
+import hashlib
+import os
+
 from torch.nn.parallel import DistributedDataParallel
 from yacs.config import CfgNode as CN
 
 from engine import distributed
-from engine.config import extend_cfg
+from engine.config import cfg_digest, extend_cfg
 from engine.data import DataManager
-from engine.trainer import Trainer
+from engine.eval_cache import EvaluationCache
+from engine.trainer import Trainer, evaluation_header
 from models.clip_loader import cast_clip, input_resolution, load_clip
 from models.speed import Speed, apply_speed
 from models.templates import dataset_template
 from models.zeroshot import ZeroShotClassifier
 from trainers.original_checkpoints import is_original_layout, read_original_run
 
+ZEROSHOT_CACHE_FOLDER = "zeroshot_cache"  # a trained run's own, in its run directory
+
 
 @extend_cfg
 def clip_trainer_cfg(cfg):
     # Also evaluate zero-shot CLIP (the dataset's template) before training, and report both.
     cfg.TEST.ZEROSHOT_BASELINE = False
+    # A folder where zero-shot CLIP evaluations are kept and reused by every run that would
+    # evaluate the same thing (a sweep sets <output>/.zeroshot_cache); "" keeps a trained
+    # run's baseline in its own run directory, for its resume.
+    cfg.TEST.ZEROSHOT_CACHE = ""
     # Exact speed-ups (see models/speed.py); all off computes what the original code computes.
     cfg.TRAINER.SPEED = CN()
     cfg.TRAINER.SPEED.SDPA = True  # attention through F.scaled_dot_product_attention
@@ -43,6 +53,33 @@ def speed_from_cfg(cfg):
         checkpoint_text=s.CHECKPOINT_TEXT,
         compile=s.COMPILE,
     )
+
+
+# Config keys that a zero-shot CLIP evaluation does not read: where runs go, training, the
+# few-shot train set and its loader. Of TRAINER it reads only SPEED and ZSCLIP (the precision,
+# TRAINER.COOP.PREC, enters the key as resolved for the device).
+NOT_READ_BY_ZEROSHOT = ("OUTPUT_DIR", "RESUME", "SEED", "VERBOSE", "NUM_THREADS", "OPTIM",
+                        "TRAIN", "PRETRAIN", "DATASET.NUM_SHOTS", "DATALOADER.TRAIN_X",
+                        "DATALOADER.TRAIN_U", "DATALOADER.NUM_WORKERS",
+                        "DATALOADER.PERSISTENT_WORKERS", "DATALOADER.PIN_MEMORY",
+                        "DATALOADER.CACHE_IMAGES_MB", "TEST.ZEROSHOT_BASELINE",
+                        "TEST.ZEROSHOT_CACHE", "TEST.FINAL_MODEL", "TEST.NO_TEST",
+                        "TEST.PER_CLASS_RESULT", "TEST.COMPUTE_CMAT")  # fmt: skip
+TRAINER_KEYS_READ_BY_ZEROSHOT = ("SPEED", "ZSCLIP")
+
+
+def backbone_identity(name):
+    """A CLIP checkpoint file by path, size and modification time; a CLIP name as itself."""
+    if os.path.isfile(name):
+        stat = os.stat(name)
+        return {"path": os.path.abspath(name), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return name
+
+
+def items_digest(items):
+    """A digest of the images (paths) and labels of a split."""
+    text = "\n".join(f"{item.impath}\t{item.label}" for item in items)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_input_size(cfg, clip_model):
@@ -134,12 +171,74 @@ class ClipTrainer(Trainer):
         """The dataset's hand-crafted prompt: its own ``template`` if it has one."""
         return getattr(self.dm.dataset, "template", None) or dataset_template(self.cfg.DATASET.NAME)
 
+    def zeroshot_key(self, templates, split):
+        """What determines a zero-shot CLIP evaluation: the CLIP file, the split's images and
+        labels, the class names, the templates, the precision and device, and the digest of
+        every config key that the evaluation may read (``NOT_READ_BY_ZEROSHOT`` left out)."""
+        cfg = self.cfg.clone()
+        cfg.defrost()
+        for dotted in NOT_READ_BY_ZEROSHOT:
+            *parents, name = dotted.split(".")
+            node = cfg
+            for parent in parents:
+                node = node[parent]
+            node.pop(name, None)
+        cfg.TRAINER = CN({k: cfg.TRAINER[k] for k in TRAINER_KEYS_READ_BY_ZEROSHOT})
+        items = self.dm.dataset.val if split == "val" else self.dm.dataset.test
+        return {
+            "evaluation": "zero-shot CLIP",
+            "backbone": backbone_identity(self.cfg.MODEL.BACKBONE.NAME),
+            "dataset": self.cfg.DATASET.NAME,
+            "split": split,
+            "images": items_digest(items),
+            "classnames": list(self.dm.classnames),
+            "templates": list(templates),
+            "precision": self.precision,
+            "device": self.device.type,
+            "config": cfg_digest(cfg),
+        }
+
+    def zeroshot_cache(self):
+        """TEST.ZEROSHOT_CACHE; else, for a run that trains, its run directory's own cache;
+        None in a distributed run (each process evaluates only its share)."""
+        if distributed.is_distributed():
+            return None
+        folder = self.cfg.TEST.ZEROSHOT_CACHE
+        if not folder and self.learns:
+            folder = os.path.join(self.output_dir, ZEROSHOT_CACHE_FOLDER)
+        return EvaluationCache(folder) if folder else None
+
+    def evaluate_zeroshot(self, inference, templates, what="", write_results=False):
+        """Evaluate zero-shot CLIP (``inference``) on TEST.SPLIT, or reuse the stored
+        evaluation with the same ``zeroshot_key``: a sweep evaluates it once for all its runs,
+        and a resumed run does not evaluate its baseline again."""
+        split = self.cfg.TEST.SPLIT
+        cache = self.zeroshot_cache()
+        if cache is None:
+            return Trainer.test(self, split, write_results, inference, what)
+        key = self.zeroshot_key(templates, split)
+        entry = cache.get(key)
+        if entry is None:
+            results = Trainer.test(self, split, write_results, inference, what)
+            if distributed.is_main_process():
+                cache.put(key, *self.evaluator.predictions(), source=self.output_dir)
+            return results
+        print(evaluation_header(split, what))
+        print(f"Reusing the evaluation made by the run in {entry['source']} (same CLIP, data, "
+              f"templates and settings; stored in {cache.path(key)})")  # fmt: skip
+        self.evaluator.reset()
+        self.evaluator.process_predictions(entry["pred"], entry["label"])
+        results = self.evaluator.evaluate()
+        if write_results:
+            self.write_results(split, results)
+        return results
+
     def train(self):
         if self.zeroshot_baseline is None:
             return super().train()
-        baseline = self.test(
-            write_results=False,
-            inference=lambda images: self.zeroshot_baseline(images).logits,
+        baseline = self.evaluate_zeroshot(
+            lambda images: self.zeroshot_baseline(images).logits,
+            [self.template()],
             what="zero-shot CLIP",
         )
         self.extra_results["zeroshot_accuracy"] = baseline["accuracy"]

@@ -24,8 +24,14 @@ class ZeroshotCLIP(ClipTrainer):
 
     def create_model(self, clip_model, classnames):
         if self.cfg.TRAINER.ZSCLIP.ENSEMBLE:
-            templates = ensemble_templates(self.template())
+            self.templates = ensemble_templates(self.template())
         else:
-            templates = [self.template()]
-        print(f"Prompt templates: {templates}")
-        return ZeroShotClassifier(clip_model, classnames, templates)
+            self.templates = [self.template()]
+        print(f"Prompt templates: {self.templates}")
+        return ZeroShotClassifier(clip_model, classnames, self.templates)
+
+    def test(self, split=None, write_results=True):
+        """The evaluation, reused from TEST.ZEROSHOT_CACHE when it holds the same one."""
+        if split not in (None, self.cfg.TEST.SPLIT):
+            return super().test(split, write_results)
+        return self.evaluate_zeroshot(self.model_inference, self.templates, "", write_results)
