@@ -68,8 +68,7 @@ def build_parser():
         type=int,
         default=0,
         help="CPU threads of torch's operators (config key NUM_THREADS; default: the CPUs "
-        "available to this process less the loader workers); 1 suits machines shared with "
-        "other jobs",
+        "available to this process less the loader workers)",
     )
     parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
     parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
@@ -121,11 +120,12 @@ def output_dir_given(args):
 
 
 def choose_output_dir(args, cfg):
-    """The run's ``OUTPUT_DIR``: the one the command line gives; for ``--eval-only`` with
-    ``--model-dir``, else a folder below that run named after the evaluated data (a config
-    file's OUTPUT_DIR names the training run, not its evaluations); else a config file's;
-    else the folder a sweep would give this run (dataset, trainer, config, shots, setting,
-    seed), so that runs of different settings never meet in Dassl's default ``./output``."""
+    """The run's ``OUTPUT_DIR``, the first of: the one the command line gives; for
+    ``--eval-only --model-dir RUN``, ``RUN/eval/<dataset>_<split>`` (a config file's
+    OUTPUT_DIR names the training run, not its evaluations); a config file's; the folder a
+    sweep would give this run (dataset, trainer, config, shots, setting, seed), so that runs
+    of different settings never meet in Dassl's default ``./output``. An evaluation's output
+    may not be (or hold) the run it evaluates."""
     evaluation = args.eval_only and args.model_dir
     if evaluation:
         eval_dir = naming.eval_dir(args.model_dir, cfg, args.dataset_config_file, args.load_epoch)

@@ -90,11 +90,11 @@ def default_run_dir(cfg, dataset_config_file, config_file, out="output"):
     cfg_name = config_name(config_file) if config_file else "default"
     shots, seed = cfg.DATASET.NUM_SHOTS, cfg.SEED
     classes = cfg.DATASET.SUBSAMPLE_CLASSES
+    trainer, name = cfg.TRAINER.NAME, setting(cfg)
     if classes in ("base", "new"):
         stage = "train_base" if classes == "base" else "test_new"
-        trainer = cfg.TRAINER.NAME
-        return base2new_dir(out, stage, dataset, trainer, cfg_name, shots, setting(cfg), seed)
-    return fewshot_dir(out, dataset, cfg.TRAINER.NAME, cfg_name, shots, setting(cfg), seed)
+        return base2new_dir(out, stage, dataset, trainer, cfg_name, shots, name, seed)
+    return fewshot_dir(out, dataset, trainer, cfg_name, shots, name, seed)
 
 
 EVAL_FOLDER = "eval"  # evaluations of a run, below its run directory

@@ -30,8 +30,8 @@ class ZeroshotCLIP(ClipTrainer):
         print(f"Prompt templates: {self.templates}")
         return ZeroShotClassifier(clip_model, classnames, self.templates)
 
-    def test(self, split=None, write_results=True):
+    def test(self, split=None, write_results=True, inference=None, what=""):
         """The evaluation, reused from TEST.ZEROSHOT_CACHE when it holds the same one."""
-        if split not in (None, self.cfg.TEST.SPLIT):
-            return super().test(split, write_results)
-        return self.evaluate_zeroshot(self.model_inference, self.templates, "", write_results)
+        if split not in (None, self.cfg.TEST.SPLIT) or inference is not None:
+            return super().test(split, write_results, inference, what)
+        return self.evaluate_zeroshot(self.model_inference, self.templates, what, write_results)
