@@ -8,10 +8,13 @@ import textwrap
 import time
 import traceback
 
-# Threads waiting for work sleep instead of spinning, so that a run on cores that other jobs
-# share does not slow down many times over (engine/threads.py). OpenMP reads this when torch
-# loads it, hence before the import; a policy already in the environment is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from engine.threads import OPENMP_WAITS
+
+# OpenMP threads waiting for work spin briefly, then sleep, so that a run on cores that other
+# jobs share does not slow down many times over (engine/threads.py). OpenMP reads this when
+# torch loads it, hence before the import; a wait setting in the environment is kept.
+if not OPENMP_WAITS.keys() & os.environ.keys():
+    os.environ.update(OPENMP_WAITS)
 
 import torch
 import torch.distributed as dist
@@ -23,7 +26,7 @@ from engine.config import get_cfg_default, setup_cfg
 from engine.log import run_log
 from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
 from engine.rundir import check_not_in_evaluated_run, prepare_output_dir
-from engine.threads import set_threads
+from engine.threads import check_threads, set_threads
 from engine.utils import set_random_seed
 from scripts import naming
 from scripts.spec import REPO
@@ -165,6 +168,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     cfg = setup_cfg(args)
     check_args(args, cfg)
+    check_threads(cfg.NUM_THREADS)
     cfg = choose_output_dir(args, cfg)
     joined = distributed.init_from_env(cfg.USE_CUDA)
     try:

@@ -1,21 +1,28 @@
-"""How many CPU threads torch's operators use: as many as the CPUs this process may run on,
-less its data-loader workers, unless the user says otherwise.
+"""How torch's CPU operators use threads: how many (the CPUs this process may run on, less
+its data-loader workers, unless the user says otherwise) and how long idle ones spin.
 
 Why this matters on a shared machine: torch runs an operator on a team of OpenMP threads that
-meet at a barrier when it ends. With OpenMP's default wait policy the threads that arrive
-first spin there (for about 3 ms); when other jobs occupy the cores, a thread of the team is
-often off its core, and its team mates spin, taking CPU time from the other jobs (which spin
-too when they are torch runs) until it runs again. With the tiny models' many small operators
-a 4-epoch DPT run on Toy took 250-780 s instead of 12 s on two busy cores, at 4-7 times its
-CPU time. So ``train.py`` sets ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep at once; it
-must be set before torch loads OpenMP, and one already in the environment wins): the same run
-then takes 40-120 s there (README, "Threads on shared CPUs"). The thread count is chosen here:
-from ``os.sched_getaffinity`` (the CPUs this process may use, which taskset, cgroups and SLURM
-restrict, not the machine's count), less the loader workers (each a process of its own, with
-one thread: torch sets that in every worker).
+meet at a barrier when it ends. By OpenMP's (libgomp's) default the threads that arrive first
+spin there for about 300,000 rounds (a few milliseconds); when other jobs occupy the cores, a
+thread of the team is often off its core, and its team mates spin, taking CPU time from the
+other jobs (which spin too when they are torch runs), until it runs again. With the tiny
+models' many small operators a 4-epoch DPT run on Toy took 4 minutes instead of 12-15 s next to
+a second such run, at 5-8 times its CPU time. Waiting threads that sleep at once
+(``OMP_WAIT_POLICY=PASSIVE``) never collapse under load, but make the idle case slow (each
+operator then waits for a sleeping thread to wake: the 40-epoch main job took 69 s instead of
+44 s); a spin of 3,000 rounds first (``GOMP_SPINCOUNT``) keeps the idle speed within 10% and
+the loaded one within 30% of the sleeping waits (README, "Threads on shared CPUs"). So
+``train.py`` sets ``OPENMP_WAITS`` before torch loads OpenMP, unless the environment sets
+either variable. The thread count is chosen here: from ``os.sched_getaffinity`` (the CPUs this
+process may use, which taskset, cgroups and SLURM restrict, not the machine's count), less the
+loader workers (each a process of its own, with one thread: torch sets that in every worker).
 """
 
 import os
+
+# OpenMP's waits: spin 3,000 rounds, then sleep (GOMP_SPINCOUNT is libgomp's, the OpenMP of
+# torch's Linux wheels, and overrides the policy's spin; the policy is for other runtimes).
+OPENMP_WAITS = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}
 
 
 def available_cpus():
@@ -24,6 +31,14 @@ def available_cpus():
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def check_threads(requested):
+    if requested < 0:
+        raise ValueError(
+            f"NUM_THREADS (--threads) is {requested}: give a number of threads, or 0 to take "
+            "them from the CPUs available to this process"
+        )
 
 
 def default_threads(num_workers):
@@ -44,5 +59,5 @@ def set_threads(requested, num_workers):
         threads = default_threads(num_workers)
         why = f"{available_cpus()} CPUs available to this process, {num_workers} loader workers"
     torch.set_num_threads(threads)
-    policy = os.environ.get("OMP_WAIT_POLICY", "OpenMP's default")
-    return f"CPU threads: {threads} ({why}; --threads to change); OpenMP wait policy: {policy}"
+    waits = ", ".join(f"{key} {os.environ.get(key, 'unset')}" for key in OPENMP_WAITS)
+    return f"CPU threads: {threads} ({why}; --threads to change); OpenMP waits: {waits}"

@@ -17,7 +17,7 @@ from engine.checkpoint import (
 from engine.eval_cache import EvaluationCache
 from engine.evaluator import ClassificationEvaluator, macro_f1
 from engine.registry import Registry
-from engine.threads import set_threads
+from engine.threads import OPENMP_WAITS, set_threads
 from models.clip_loader import ClipWeightsNotFound, load_clip, resolve_checkpoint
 from tests.clip_fixtures import make_clip, save_clip_checkpoint
 from tests.run_fixtures import REPO
@@ -138,13 +138,11 @@ def test_threads_default_to_the_available_cpus_less_the_loader_workers(monkeypat
         torch.set_num_threads(previous)
 
 
-def test_train_py_makes_waiting_openmp_threads_sleep_unless_told_otherwise():
-    code = "import os, train; print(os.environ['OMP_WAIT_POLICY'])"
-    for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
-        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        if given:
-            env["OMP_WAIT_POLICY"] = given
-        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
+def test_train_py_bounds_openmp_spinning_unless_the_environment_sets_the_waits():
+    code = "import os, train; print(*(os.environ.get(k) for k in train.OPENMP_WAITS))"
+    for given, expected in (({}, "PASSIVE 3000"), ({"GOMP_SPINCOUNT": "0"}, "None 0")):
+        env = {k: v for k, v in os.environ.items() if k not in OPENMP_WAITS}
+        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, **given},
                                 capture_output=True, text=True, timeout=300)  # fmt: skip
         assert result.stdout.strip() == expected, result.stderr[-2000:]
 

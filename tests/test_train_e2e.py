@@ -270,3 +270,13 @@ def test_a_resumed_run_reuses_its_zero_shot_baseline(workspace, monkeypatch):
     assert block.split("\n", 1)[1] in second
     results = json.loads((out / "results.json").read_text())
     assert f"Zero-shot CLIP: {results['zeroshot_accuracy']:.1f}%" in second
+
+
+def test_a_negative_thread_count_is_refused_before_any_work(workspace, tmp_path):
+    result = run_cli(coop_argv(workspace, tmp_path / "bad", "--threads", "-2"))
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: NUM_THREADS (--threads) is -2: give a number of threads, or 0 to take them from "
+        "the CPUs available to this process\n"
+    )
+    assert not os.path.exists(tmp_path / "bad")
