@@ -2,28 +2,68 @@
 
 import argparse
 import contextlib
+import glob
+import os
 import sys
+import textwrap
 import time
 
-import torch
-import torch.distributed as dist
+from engine.threads import OPENMP_WAITS
 
-import dassl_engine
-import datasets  # noqa: F401  (registers the datasets)
-import trainers  # noqa: F401  (registers the trainers and their config keys)
-from engine import distributed
-from engine.cli import BAD_INPUT, exit_status
-from engine.config import check_run_values
-from engine.log import run_log
-from engine.run_inputs import save_run_inputs
-from engine.run_lock import RunLock
-from engine.rundir import check_output_dir, prepare_output_dir
-from engine.utils import set_random_seed
-from trainers import builtin
+# OpenMP threads waiting for work spin briefly, then sleep, so that a run on cores that other
+# jobs share does not slow down many times over (engine/threads.py). OpenMP reads this when
+# torch loads it, hence before the import; a wait setting in the environment is kept.
+if not OPENMP_WAITS.keys() & os.environ.keys():
+    os.environ.update(OPENMP_WAITS)
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+import dassl_engine  # noqa: E402
+import datasets  # noqa: E402, F401  (registers the datasets)
+import trainers  # noqa: E402, F401  (registers the trainers and their config keys)
+from engine import distributed  # noqa: E402
+from engine.cli import BAD_INPUT, exit_status  # noqa: E402
+from engine.config import check_run_values, get_cfg_default  # noqa: E402
+from engine.log import run_log  # noqa: E402
+from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY  # noqa: E402
+from engine.run_inputs import save_run_inputs  # noqa: E402
+from engine.run_lock import RunLock  # noqa: E402
+from engine.rundir import (  # noqa: E402
+    check_not_in_evaluated_run,
+    check_output_dir,
+    prepare_output_dir,
+)
+from engine.threads import check_threads, set_threads  # noqa: E402
+from engine.utils import set_random_seed  # noqa: E402
+from scripts import naming  # noqa: E402
+from scripts.spec import REPO  # noqa: E402
+from trainers import builtin  # noqa: E402
+
+
+def known_names():
+    """The trainers, datasets and dataset config files, for the end of ``--help``."""
+    configs = glob.glob(os.path.join(REPO, "configs", "datasets", "*.yaml"))
+    stems = sorted(os.path.splitext(os.path.basename(path))[0] for path in configs)
+    sections = [
+        ("trainers (--trainer):", ", ".join(TRAINER_REGISTRY.names())),
+        ("datasets (DATASET.NAME, set by the dataset config file):",
+         ", ".join(DATASET_REGISTRY.names())),
+        (f"dataset config files (--dataset-config-file configs/datasets/<name>.yaml, in "
+         f"{REPO}):", " ".join(stems)),
+    ]  # fmt: skip
+    return "\n".join(
+        f"{title}\n{textwrap.fill(body, 78, initial_indent='  ', subsequent_indent='  ')}"
+        for title, body in sections
+    )
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        epilog=known_names(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--root", type=str, default="", help="path to dataset")
     parser.add_argument("--output-dir", type=str, default="", help="output directory")
     parser.add_argument(
@@ -35,14 +75,24 @@ def build_parser():
     parser.add_argument(
         "--seed", type=int, default=-1, help="only positive value enables a fixed seed"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads of torch's operators (config key NUM_THREADS; default: the CPUs "
+        "available to this process less the loader workers)",
+    )
     parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
     parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
     parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
     parser.add_argument("--config-file", type=str, default="", help="path to config file")
     parser.add_argument(
-        "--dataset-config-file", type=str, default="", help="path to config file for dataset setup"
+        "--dataset-config-file",
+        type=str,
+        default="",
+        help="path to config file for dataset setup (listed below)",
     )
-    parser.add_argument("--trainer", type=str, default="", help="name of trainer")
+    parser.add_argument("--trainer", type=str, default="", help="name of trainer (listed below)")
     parser.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
     parser.add_argument("--head", type=str, default="", help="name of head")
     parser.add_argument("--eval-only", action="store_true", help="evaluation only")
@@ -88,7 +138,39 @@ def check_args(engine, cfg):
     """Fail before any work on what can be checked from the config alone."""
     engine.check_config(cfg)
     check_run_values(cfg)
-    check_output_dir(cfg.OUTPUT_DIR)
+    check_threads(cfg.NUM_THREADS)
+
+
+def output_dir_given(args):
+    """Whether the command line names the output directory (flag or ``OUTPUT_DIR`` override)."""
+    return bool(args.output_dir) or "OUTPUT_DIR" in (args.opts or [])[0::2]
+
+
+def choose_output_dir(args, cfg):
+    """The run's ``OUTPUT_DIR``, the first of: the one the command line gives; for
+    ``--eval-only --model-dir RUN``, ``RUN/eval/<dataset>_<split>`` (a config file's
+    OUTPUT_DIR names the training run, not its evaluations); a config file's; the folder a
+    sweep would give this run (dataset, trainer, config, shots, setting, seed), so that runs
+    of different settings never meet in Dassl's default ``./output``. An evaluation's output
+    may not be (or hold) the run it evaluates."""
+    evaluation = args.eval_only and args.model_dir
+    if evaluation:
+        eval_dir = naming.eval_dir(args.model_dir, cfg, args.dataset_config_file, args.load_epoch)
+    if output_dir_given(args):
+        chosen = cfg.OUTPUT_DIR
+    elif evaluation:
+        chosen = eval_dir
+    elif os.path.normpath(cfg.OUTPUT_DIR) != os.path.normpath(get_cfg_default().OUTPUT_DIR):
+        chosen = cfg.OUTPUT_DIR
+    else:
+        chosen = naming.default_run_dir(cfg, args.dataset_config_file, args.config_file)
+    if evaluation:
+        check_not_in_evaluated_run(chosen, args.model_dir, eval_dir)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR = chosen
+    cfg.freeze()
+    return cfg
 
 
 def describe_parallelism(cfg):
@@ -111,6 +193,8 @@ def main(argv=None):
     engine = load_engine(args.engine)
     cfg = engine.setup_cfg(args)
     check_args(engine, cfg)
+    cfg = choose_output_dir(args, cfg)
+    check_output_dir(cfg.OUTPUT_DIR)
     joined = distributed.init_from_env(cfg.USE_CUDA)
     try:
         return run(args, cfg, engine)
@@ -134,6 +218,7 @@ def run(args, cfg, engine):
 def run_logged(args, cfg, engine, notes):
     """Everything after the run directory is claimed; printed lines go to its log.txt."""
     print(f"** Run started {time.strftime('%Y-%m-%d %H:%M:%S')} **")
+    print(f"Output directory: {cfg.OUTPUT_DIR}")
     for note in notes:
         print(note)
     print("** Arguments **")
@@ -143,6 +228,7 @@ def run_logged(args, cfg, engine, notes):
     print(cfg)
     print(f"PyTorch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
     describe_parallelism(cfg)
+    print(set_threads(cfg.NUM_THREADS, cfg.DATALOADER.NUM_WORKERS))
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)

@@ -30,11 +30,13 @@ from yacs.config import CfgNode as CN
 
 from datasets import toy_render
 from engine.config import extend_cfg
-from engine.data import DatasetBase, Datum, read_split, save_split
+from engine.data import DatasetBase, Datum, read_split, write_items
+from engine.permissions import share_as_umask
 from engine.registry import DATASET_REGISTRY
 
 GENERATOR_VERSION = 1
 SPLITS = ("train", "val", "test")
+DEFAULT_ROOT = ".cache/data"  # DATASET.ROOT in configs/datasets/toy.yaml
 
 
 @extend_cfg
@@ -103,11 +105,29 @@ def render_image(settings, label, split, index):
     return render_image_and_mask(settings, label, split, index)[0]
 
 
+def check_root(cfg_root, dataset_dir):
+    """Generate only where the user asked: ``DATASET.ROOT`` must exist, or at least its parent
+    (then it is made), so that a mistyped ``--root`` fails instead of filling a new folder.
+    The default root of configs/datasets/toy.yaml (``DEFAULT_ROOT``) is made when missing."""
+    root = os.path.dirname(dataset_dir)
+    if os.path.isdir(root) or os.path.normpath(cfg_root) == os.path.normpath(DEFAULT_ROOT):
+        return
+    parent = os.path.dirname(root)
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(
+            f"DATASET.ROOT '{cfg_root}' does not exist, and neither does its parent '{parent}', "
+            f"so Toy would be generated in a new folder tree at '{dataset_dir}'. Check --root "
+            "(or DATASET.ROOT); to generate Toy there, create the parent folder first."
+        )
+
+
 def generate(root, settings):
     """Write the images, split file and settings of a Toy dataset into the new folder
     ``root``, through a temporary sibling folder renamed at the end (so an interrupted or
     concurrent generation never leaves a half-written dataset behind)."""
     parent = os.path.dirname(root)
+    count = len(ordered_classes()) * sum(settings["per_class"].values())
+    print(f"Toy is not in '{root}' yet: generating it there ({count:,} images)", flush=True)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".toy-", dir=parent)
     try:
@@ -126,9 +146,10 @@ def generate(root, settings):
             render_image(settings, label, split, index).save(os.path.join(tmp, relpath))
             name = toy_render.class_name(colour, obj)
             lists[split].append(Datum(os.path.join(tmp, relpath), label, 0, name))
-        save_split(*(lists[s] for s in SPLITS), os.path.join(tmp, Toy.split_file), tmp)
+        write_items(os.path.join(tmp, Toy.split_file), tmp, lists)
         with open(os.path.join(tmp, Toy.settings_file), "w") as f:
             json.dump(settings, f, indent=2)
+        share_as_umask(tmp)  # mkdtemp's 0700 would hide the dataset from other users
         try:
             os.rename(tmp, root)
         except OSError:
@@ -168,6 +189,7 @@ class Toy(DatasetBase):
         settings = generator_settings(cfg)
         self.dataset_dir = self.dataset_path(cfg)
         if not os.path.exists(self.dataset_dir):
+            check_root(cfg.DATASET.ROOT, self.dataset_dir)
             generate(self.dataset_dir, settings)
         check_settings(self.dataset_dir, settings)
         train, val, test = read_split(

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.permissions import share_as_umask
+
 LATEST_POINTER = "checkpoint"
 BEST_NAME = "model-best.pth.tar"
 EPOCH_FILE = "last_epoch.json"
@@ -35,7 +37,8 @@ def epoch_name(epoch):
 
 
 def atomic_write(path, write_fn, mode="wb"):
-    """Write through ``write_fn(file)`` to a temp file beside ``path``, then rename it."""
+    """Write through ``write_fn(file)`` to a temp file beside ``path``, then rename it (with
+    the mode ``open()`` would give, not mkstemp's 0600)."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX + os.path.basename(path))
@@ -44,6 +47,7 @@ def atomic_write(path, write_fn, mode="wb"):
             write_fn(f)
             f.flush()
             os.fsync(f.fileno())
+        share_as_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -25,6 +25,9 @@ def _dassl_defaults():
     _C.SEED = -1
     _C.USE_CUDA = True
     _C.VERBOSE = True
+    # Not in Dassl: threads of torch's CPU operators (train.py --threads); 0 chooses them from
+    # the CPUs available to the process and the loader workers (see engine/threads.py).
+    _C.NUM_THREADS = 0
 
     _C.INPUT = CN()
     _C.INPUT.SIZE = (224, 224)
@@ -303,6 +306,8 @@ def reset_cfg_from_args(cfg, args):
         cfg.RESUME = args.resume
     if getattr(args, "seed", None) is not None and args.seed >= 0:
         cfg.SEED = args.seed
+    if getattr(args, "threads", None):
+        cfg.NUM_THREADS = args.threads
     if getattr(args, "source_domains", None):
         cfg.DATASET.SOURCE_DOMAINS = args.source_domains
     if getattr(args, "target_domains", None):

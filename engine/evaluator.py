@@ -23,10 +23,19 @@ class ClassificationEvaluator:
     def process(self, logits, labels, index=None):
         """``index``: the samples' dataset indices, needed to merge the ranks of a
         distributed evaluation (whose sampler repeats a few samples to even the shards)."""
-        self._pred.append(logits.argmax(1).cpu())
-        self._true.append(labels.cpu())
+        self.process_predictions(logits.argmax(1), labels, index)
+
+    def process_predictions(self, pred, labels, index=None):
+        """Like ``process``, with the predicted labels instead of the logits."""
+        self._pred.append(torch.as_tensor(pred).cpu())
+        self._true.append(torch.as_tensor(labels).cpu())
         if index is not None:
             self._index.append(index.cpu())
+
+    def predictions(self):
+        """The predicted and true labels processed so far (of all ranks), as lists."""
+        pred, true = self._collect()
+        return pred.tolist(), true.tolist()
 
     def _collect(self):
         """Predictions and labels of this process, or of all ranks with each sample once."""

@@ -110,3 +110,18 @@ def prepare_output_dir(output_dir, overwrite=False):
     for entry in entries:
         shutil.move(os.path.join(output_dir, entry), os.path.join(archive, entry))
     print(f"Moved the previous ({what}) run's results and checkpoints to {archive}")
+
+
+def check_not_in_evaluated_run(output_dir, model_dir, default_dir):
+    """An evaluation never writes into the run it evaluates, nor into a folder that holds it:
+    its ``results.json`` would mark that run finished (or hide the runs below it from the
+    results parser), and ``--overwrite`` would move the checkpoints it evaluates aside."""
+    out, model = os.path.realpath(output_dir), os.path.realpath(model_dir)
+    if model == out or model.startswith(out + os.sep):
+        where = "is the --model-dir" if model == out else f"holds the --model-dir '{model_dir}'"
+        raise FileExistsError(
+            f"The output directory '{output_dir}' {where}: an evaluation never writes into "
+            "the run it evaluates (and --overwrite would move its checkpoints aside). Leave "
+            f"--output-dir out (the evaluation then goes to '{default_dir}'), or choose a "
+            "folder outside the model's run directory."
+        )

@@ -46,7 +46,16 @@ def resume_digest(cfg):
     cfg.defrost()
     cfg.OUTPUT_DIR = ""
     cfg.RESUME = ""
+    cfg.NUM_THREADS = 0
+    if "ZEROSHOT_CACHE" in cfg.TEST:  # where baselines are kept (trainers/zeroshot_cache.py)
+        cfg.TEST.ZEROSHOT_CACHE = ""
     return cfg_digest(cfg)
+
+
+def evaluation_header(split, what=""):
+    """The line before an evaluation's results; ``what`` names a baseline (log parsers tell
+    it from the model's own evaluation by it)."""
+    return f"Evaluate {what + ' ' if what else ''}on the *{split}* set"
 
 
 class Trainer:
@@ -218,7 +227,7 @@ class Trainer:
         self.set_mode("eval")
         self.evaluator.reset()
         self.before_evaluation()
-        print(f"Evaluate {what + ' ' if what else ''}on the *{split}* set")
+        print(evaluation_header(split, what))
         for batch in tqdm(
             loader,
             desc=f"eval {split}",

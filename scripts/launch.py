@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from queue import Queue
 
+from engine.threads import available_cpus
 from scripts.plan import TRAIN
 from scripts.spec import REPO
 
@@ -137,7 +138,7 @@ def local_slots(gpus, jobs):
         physical = visible.split(",") if visible else None
         return [dict(os.environ, CUDA_VISIBLE_DEVICES=physical[g] if physical else str(g))
                 for g in gpus]  # fmt: skip
-    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // jobs))
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, available_cpus() // jobs))
     return [dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=threads)] * jobs
 
 

@@ -17,6 +17,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from scripts.spec import config_name
+
 FEWSHOT, BASE2NEW, CROSS, DG, OTHER = "fewshot", "base2new", "cross", "dg", "other"
 DG_TARGETS = {"imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"}
 B2N_STAGES = {"train_base": "base", "test_new": "new"}  # folder -> which classes it tests
@@ -70,6 +72,44 @@ def cross_dir(out, target, trainer, cfg_name, shots, setting_name, seed):
     return os.path.join(
         out, CROSS_FOLDER, trainer, f"{cfg_name}_{shots}shots", setting_name, target, f"seed{seed}"
     )
+
+
+def dataset_name(cfg, dataset_config_file):
+    """How run directories name a dataset: its config file's stem (as the sweep's specs
+    name it), else ``DATASET.NAME`` in lower case."""
+    if dataset_config_file:
+        return config_name(dataset_config_file)
+    return cfg.DATASET.NAME.lower()
+
+
+def default_run_dir(cfg, dataset_config_file, config_file, out="output"):
+    """The run directory that a sweep below ``out`` gives this run: few-shot, or base-to-new
+    when ``DATASET.SUBSAMPLE_CLASSES`` is base or new (``default`` stands for a missing
+    trainer config file)."""
+    dataset = dataset_name(cfg, dataset_config_file)
+    cfg_name = config_name(config_file) if config_file else "default"
+    shots, seed = cfg.DATASET.NUM_SHOTS, cfg.SEED
+    classes = cfg.DATASET.SUBSAMPLE_CLASSES
+    trainer, name = cfg.TRAINER.NAME, setting(cfg)
+    if classes in ("base", "new"):
+        stage = "train_base" if classes == "base" else "test_new"
+        return base2new_dir(out, stage, dataset, trainer, cfg_name, shots, name, seed)
+    return fewshot_dir(out, dataset, trainer, cfg_name, shots, name, seed)
+
+
+EVAL_FOLDER = "eval"  # evaluations of a run, below its run directory
+
+
+def eval_dir(model_dir, cfg, dataset_config_file, load_epoch=None):
+    """``<model_dir>/eval/<dataset>[_<classes>]_<split>[_epoch<N>]``: where an evaluation of
+    the run in ``model_dir`` goes by default (never the run directory itself)."""
+    name = dataset_name(cfg, dataset_config_file)
+    if cfg.DATASET.SUBSAMPLE_CLASSES != "all":
+        name += f"_{cfg.DATASET.SUBSAMPLE_CLASSES}"
+    name += f"_{cfg.TEST.SPLIT}"
+    if load_epoch is not None:
+        name += f"_epoch{load_epoch}"
+    return os.path.join(model_dir, EVAL_FOLDER, name)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from scripts.spec import REPO, config_name, dataset_config
 
 TRAIN = os.path.join(REPO, "train.py")
 EVAL_ONLY_TRAINERS = {"ZeroshotCLIP"}  # nothing to train: every step evaluates
+ZEROSHOT_CACHE = ".zeroshot_cache"  # below the sweep's output (hidden from the parser)
 
 
 @dataclass
@@ -78,10 +79,14 @@ class Planner:
         self.spec = spec
 
     def argv(self, trainer, dataset, config, seed, out_dir, flags=(), opts=()):
+        """The runs share one zero-shot cache, so that zero-shot CLIP (a ZeroshotCLIP run or
+        a TEST.ZEROSHOT_BASELINE) is evaluated once per dataset, not once per run."""
         spec = self.spec
+        cache = os.path.join(spec.output, ZEROSHOT_CACHE)
         return ["--root", spec.root, "--seed", str(seed), "--trainer", trainer,
                 "--dataset-config-file", dataset_config(dataset), "--config-file", config,
-                "--output-dir", out_dir, *flags, *spec.opts, *opts]  # fmt: skip
+                "--output-dir", out_dir, *flags, "TEST.ZEROSHOT_CACHE", cache, *spec.opts,
+                *opts]  # fmt: skip
 
     def setting(self, trainer, dataset, config, seed, opts):
         cfg = run_config(self.argv(trainer, dataset, config, seed, "", opts=opts))

@@ -6,6 +6,7 @@ nothing needs a display and no global figure state is kept.
 
 import math
 import os
+import zlib
 from collections import defaultdict
 
 import numpy as np
@@ -15,6 +16,30 @@ from scripts.naming import BASE2NEW, FEWSHOT
 from scripts.results import AVERAGE
 
 LEGEND_ENTRY_WIDTH_IN = 1.6  # a marker and a label such as "ZeroshotCLIP" at the default font
+# One colour per method in every figure (matplotlib's tab10); other trainers get one of the
+# rest, chosen from their name, so they too keep it from figure to figure.
+METHOD_COLORS = {"ZeroshotCLIP": "tab:gray", "CoOp": "tab:blue", "CoCoOp": "tab:cyan",
+                 "VPT": "tab:green", "VLP": "tab:orange", "DPT": "tab:red"}  # fmt: skip
+OTHER_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive")
+LINE_STYLES = ("-", "--", ":", "-.")  # variants (settings, configs) of one method
+HATCHES = ("", "//", "..", "xx")
+
+
+def method_color(trainer):
+    """The colour of ``trainer`` in every plot."""
+    if trainer in METHOD_COLORS:
+        return METHOD_COLORS[trainer]
+    return OTHER_COLORS[zlib.crc32(trainer.encode()) % len(OTHER_COLORS)]
+
+
+def variant_index(rows, labels):
+    """Per label, its rank among the labels of the same trainer (0 for the first variant):
+    variants share the method's colour and differ in line style or hatch."""
+    seen = defaultdict(list)
+    for row, label in zip(rows, labels):
+        if label not in seen[row["trainer"]]:
+            seen[row["trainer"]].append(label)
+    return {label: names.index(label) for names in seen.values() for label in names}
 
 
 def line_labels(rows):
@@ -73,12 +98,18 @@ def _save(fig, prefix):
 
 def plot_shots(rows, prefix):
     """Accuracy against shots per dataset and averaged; one line per method, ± std bands."""
+    fig = shots_figure(rows)
+    return [] if fig is None else _save(fig, prefix)
+
+
+def shots_figure(rows):
+    """The figure of ``plot_shots``, or None when no row has an accuracy."""
     rows = [r for r in rows if r.get("accuracy") is not None and (r["shots"] or 0) > 0]
     if not rows:
-        return []
+        return None
     fig, axes = _panels(_dataset_names(rows))
     labels = line_labels(rows)
-    colors = {label: f"C{i}" for i, label in enumerate(dict.fromkeys(labels))}
+    variants = variant_index(rows, labels)
     lines = defaultdict(list)  # (dataset, label) -> rows
     for row, label in zip(rows, labels):
         lines[(row["dataset"], label)].append(row)
@@ -87,9 +118,11 @@ def plot_shots(rows, prefix):
         shots = [r["shots"] for r in points]
         mean = np.array([r["accuracy"] for r in points])
         std = np.array([r["accuracy_std"] for r in points])
+        color = method_color(points[0]["trainer"])
+        style = LINE_STYLES[variants[label] % len(LINE_STYLES)]
         ax = axes[dataset]
-        ax.plot(shots, mean, marker="o", label=label, color=colors[label])
-        ax.fill_between(shots, mean - std, mean + std, color=colors[label], alpha=0.2)
+        ax.plot(shots, mean, marker="o", label=label, color=color, linestyle=style)
+        ax.fill_between(shots, mean - std, mean + std, color=color, alpha=0.2)
     all_shots = sorted({row["shots"] for row in rows})
     for dataset, ax in axes.items():
         ax.set_title(dataset)
@@ -99,16 +132,23 @@ def plot_shots(rows, prefix):
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
     _legend(fig, axes)
-    return _save(fig, prefix)
+    return fig
 
 
 def plot_base_new(rows, prefix):
     """Bars of base, new and H accuracy per dataset and averaged, one bar per method."""
+    fig = base_new_figure(rows)
+    return [] if fig is None else _save(fig, prefix)
+
+
+def base_new_figure(rows):
+    """The figure of ``plot_base_new``, or None when no row has an H."""
     rows = [r for r in rows if r.get("H") is not None]
     if not rows:
-        return []
+        return None
     labels = line_labels(rows)
     methods = list(dict.fromkeys(labels))
+    variants = variant_index(rows, labels)
     fig, axes = _panels(_dataset_names(rows))
     width = 0.8 / len(methods)
     groups = np.arange(3)
@@ -116,7 +156,9 @@ def plot_base_new(rows, prefix):
         i = methods.index(label)
         x = groups + (i - (len(methods) - 1) / 2) * width
         ax = axes[row["dataset"]]
-        ax.bar(x, [row["base"], row["new"], row["H"]], width, label=label, color=f"C{i}")
+        hatch = HATCHES[variants[label] % len(HATCHES)]
+        ax.bar(x, [row["base"], row["new"], row["H"]], width, label=label,
+               color=method_color(row["trainer"]), hatch=hatch, edgecolor="white")  # fmt: skip
         ax.errorbar(x[:2], [row["base"], row["new"]], yerr=[row["base_std"], row["new_std"]],
                     fmt="none", ecolor="black", capsize=2)  # fmt: skip
     for dataset, ax in axes.items():
@@ -125,7 +167,7 @@ def plot_base_new(rows, prefix):
         ax.set_ylabel("accuracy (%)")
         ax.grid(axis="y", alpha=0.3)
     _legend(fig, axes)
-    return _save(fig, prefix)
+    return fig
 
 
 def plot_all(rows, out_dir):

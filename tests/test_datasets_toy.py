@@ -4,6 +4,7 @@ the main job (tiny CLIP + Toy + train.py) on a small Toy."""
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -180,3 +181,34 @@ def test_main_job_on_a_small_toy_prints_zero_shot_and_tuned_accuracy(tmp_path):
     # The shipped tiny CLIP names the shifted Toy classes well above chance (1/30) zero-shot.
     assert zero_shot >= 2 * 100 / 30
     assert f"Zero-shot CLIP: {zero_shot:.1f}% -> DPT: {results['accuracy']:.1f}%" in result.stdout
+
+
+def test_toy_is_generated_only_below_an_existing_folder_and_announced(tmp_path, capsys):
+    typo = tmp_path / "nonexistent" / "data"
+    with pytest.raises(FileNotFoundError) as err:
+        toy.Toy(toy_cfg(typo))
+    assert str(err.value) == (
+        f"DATASET.ROOT '{typo}' does not exist, and neither does its parent "
+        f"'{tmp_path / 'nonexistent'}', so Toy would be generated in a new folder tree at "
+        f"'{typo / 'toy'}'. Check --root (or DATASET.ROOT); to generate Toy there, create the "
+        "parent folder first."
+    )
+    assert not (tmp_path / "nonexistent").exists()
+    # A missing root whose parent exists is made; where, and how much, is announced.
+    previous = os.umask(0o022)
+    try:
+        toy.Toy(toy_cfg(tmp_path / "data"))
+    finally:
+        os.umask(previous)
+    out = capsys.readouterr().out
+    made = tmp_path / "data" / "toy"
+    assert f"Toy is not in '{made}' yet: generating it there (180 images)" in out
+    # Readable by other users as the umask allows (not tempfile's 0700).
+    assert stat.S_IMODE(os.stat(tmp_path / "data" / "toy").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(tmp_path / "data" / "toy" / "split_toy.json").st_mode) == 0o644
+    # The default root of configs/datasets/toy.yaml is made even without its parent (.cache
+    # does not exist in a fresh clone).
+    cfg = get_cfg_default()
+    cfg.merge_from_file(os.path.join(REPO, "configs", "datasets", "toy.yaml"))
+    assert cfg.DATASET.ROOT == toy.DEFAULT_ROOT
+    toy.check_root(toy.DEFAULT_ROOT, str(tmp_path / "missing" / "data" / "toy"))

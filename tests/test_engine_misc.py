@@ -1,14 +1,26 @@
+import json
 import os
+import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from engine.checkpoint import (
+    atomic_write_json,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from engine.eval_cache import EvaluationCache
 from engine.evaluator import ClassificationEvaluator, macro_f1
 from engine.registry import Registry
+from engine.threads import OPENMP_WAITS, set_threads
 from models.clip_loader import ClipWeightsNotFound, load_clip, resolve_checkpoint
 from tests.clip_fixtures import make_clip, save_clip_checkpoint
+from tests.run_fixtures import REPO
 
 
 def test_registry_lists_names_and_suggests():
@@ -104,3 +116,65 @@ def test_unknown_backbone_and_corrupt_file(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="Cannot read CLIP checkpoint"):
         load_clip(str(bad))
+
+
+def test_threads_default_to_the_available_cpus_less_the_loader_workers(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5, 7}, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    previous = torch.get_num_threads()
+    try:
+        line = set_threads(0, 1)
+        assert torch.get_num_threads() == 3
+        assert line.startswith("CPU threads: 3 (4 CPUs available to this process, 1 loader work")
+        set_threads(0, 8)
+        assert torch.get_num_threads() == 1
+        assert set_threads(2, 8).startswith("CPU threads: 2 (NUM_THREADS;")
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)  # as torch does at start-up with that variable
+        assert set_threads(0, 0).startswith("CPU threads: 1 (OMP_NUM_THREADS in the environment")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_train_py_bounds_openmp_spinning_unless_the_environment_sets_the_waits():
+    code = "import os, train; print(*(os.environ.get(k) for k in train.OPENMP_WAITS))"
+    for given, expected in (({}, "PASSIVE 3000"), ({"GOMP_SPINCOUNT": "0"}, "None 0")):
+        env = {k: v for k, v in os.environ.items() if k not in OPENMP_WAITS}
+        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, **given},
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.stdout.strip() == expected, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomically_written_files_get_the_mode_of_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        atomic_write_json(str(tmp_path / "results.json"), {"accuracy": 1.0})
+        save_checkpoint({"epoch": 1, "state_dict": {}}, str(tmp_path / "module"))
+    finally:
+        os.umask(previous)
+    for path in ("results.json", "module/model.pth.tar-1", "module/checkpoint"):
+        assert stat.S_IMODE(os.stat(tmp_path / path).st_mode) == mode, path
+
+
+def test_evaluation_cache_reuses_only_the_same_key(tmp_path):
+    cache = EvaluationCache(str(tmp_path / "cache"))
+    key = {"dataset": "Toy", "size": (32, 32)}
+    assert cache.get(key) is None
+    cache.put(key, [1, 0], [1, 1], source="run1")
+    entry = cache.get({"size": [32, 32], "dataset": "Toy"})  # the same key, as JSON reads it
+    assert (entry["pred"], entry["label"], entry["source"]) == ([1, 0], [1, 1], "run1")
+    assert cache.get({"dataset": "Toy", "size": (64, 64)}) is None
+    # An entry whose stored key differs (a digest collision) or that cannot be read is none.
+    path = cache.path(key)
+    with open(path) as f:
+        stored = json.load(f)
+    stored["key"]["dataset"] = "Other"
+    with open(path, "w") as f:
+        json.dump(stored, f)
+    assert cache.get(key) is None
+    with open(path, "w") as f:
+        f.write("{truncated")
+    assert cache.get(key) is None

@@ -2,7 +2,9 @@
 the SLURM path through submitit's local executor."""
 
 import glob
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,12 +13,15 @@ import time
 import pytest
 import yaml
 
+import train
 from datasets.toy import Toy
-from engine.config import get_cfg_default
+from engine.config import get_cfg_default, setup_cfg
 from scripts import naming, parse_results, sweep
 from scripts.plan import plan
 from scripts.spec import load_spec
 from tests.run_fixtures import REPO
+from trainers import builtin
+from trainers.zeroshot_cache import zeroshot_key
 
 SETTING = "nctx4_cscFalse_ctpend"
 # A small Toy (30 classes, 3 train, 1 val and 2 test images each), generated once here.
@@ -192,3 +197,67 @@ def test_submitit_local_executor_runs_base_to_new(workspace, tmp_path):
     assert len(results_files(out / "base2new")) == 2  # train_base and test_new
     assert os.path.isdir(out / ".submitit")
     assert "Base-to-new accuracy" in result.stdout
+
+
+def test_zero_shot_clip_is_evaluated_once_for_the_whole_sweep(workspace, tmp_path):
+    out = tmp_path / "output"
+    fields = tiny_spec(workspace, out, trainers=["ZeroshotCLIP", "CoOp"], shots=[1, 2])
+    fields["opts"] += ["TEST.ZEROSHOT_BASELINE", "True"]  # CoOp evaluates it too
+    assert sweep.main(["--spec", write_spec(tmp_path / "spec.yaml", fields)]) == 0
+    runs = {(trainer, shots): naming.fewshot_dir(str(out), "toy", trainer, "tiny", shots,
+                                                 setting, 1)
+            for trainer, setting in (("ZeroshotCLIP", "zeroshot"), ("CoOp", SETTING))
+            for shots in (1, 2)}  # fmt: skip
+    logs = {key: read(os.path.join(run, "log.txt")) for key, run in runs.items()}
+    first = runs[("ZeroshotCLIP", 1)]
+    assert "Reusing" not in logs[("ZeroshotCLIP", 1)]
+    for key in [("ZeroshotCLIP", 2), ("CoOp", 1), ("CoOp", 2)]:
+        assert f"Reusing the evaluation made by the run in {first} " in logs[key], key
+    assert len(os.listdir(out / ".zeroshot_cache")) == 1
+    accuracy = {k: json.loads(read(os.path.join(run, "results.json"))) for k, run in runs.items()}
+    zero_shot = accuracy[("ZeroshotCLIP", 1)]["accuracy"]
+    assert accuracy[("ZeroshotCLIP", 2)]["accuracy"] == zero_shot
+    assert accuracy[("CoOp", 1)]["zeroshot_accuracy"] == zero_shot
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def test_the_zero_shot_key_changes_with_what_changes_the_evaluation_only(workspace, tmp_path):
+    def key(*opts, trainer="ZeroshotCLIP"):
+        config = os.path.join(REPO, "configs", "trainers", "CoOp", "tiny.yaml")
+        argv = ["--root", workspace["data"], "--trainer", trainer, "--config-file", config,
+                "--dataset-config-file", os.path.join(REPO, "configs", "datasets", "toy.yaml"),
+                *SMALL_TOY, "TRAINER.COOP.PREC", "fp32", *opts]  # fmt: skip
+        built = builtin.build_trainer(setup_cfg(train.build_parser().parse_args(argv)))
+        templates = built.method.zeroshot_templates(built.template) or [built.template]
+        return zeroshot_key(built, templates, "test")
+
+    reference = key()
+    # Seeds, shots, training and the learned prompts' settings do not enter it ...
+    assert key("SEED", "7", "DATASET.NUM_SHOTS", "1", "OPTIM.LR", "0.1") == reference
+    assert key("TRAINER.COOP.N_CTX", "8", "TEST.ZEROSHOT_BASELINE", "True", trainer="CoOp") == (
+        reference)  # fmt: skip
+    # ... the data, classes, templates, image processing and CLIP do.
+    no_sdpa = ["TRAINER.SPEED.SDPA", "False", "TRAINER.SPEED.SHARED_TEXT_PREFIX", "False"]
+    changes = [
+        ["DATASET.SUBSAMPLE_CLASSES", "base"],
+        ["TRAINER.ZSCLIP.ENSEMBLE", "True"],
+        ["INPUT.INTERPOLATION", "bilinear"],
+        no_sdpa,
+    ]
+    clip_copy = shutil.copy(os.path.join(REPO, "assets/tiny_clip/tiny_clip_vit.pt"), tmp_path)
+    changes.append(["MODEL.BACKBONE.NAME", clip_copy])
+    for opts in changes:
+        assert key(*opts) != reference, opts
+
+
+def test_compare_script_dry_run_prints_the_plan_and_parses_nothing():
+    result = subprocess.run(["bash", "scripts/toy/compare.sh", "--dry-run"], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Sweep (fewshot): 45 runs:" in result.stdout
+    assert result.stdout.count(" train.py --root ") == 45
+    assert "error" not in result.stderr and "Few-shot accuracy" not in result.stdout

@@ -7,7 +7,7 @@ from engine import config as engine_config
 from engine import distributed
 from engine.data import DataManager
 from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
-from engine.trainer import Trainer
+from engine.trainer import Trainer, evaluation_header
 from models.clip_loader import cast_clip
 from trainers.method import (
     build_clip,
@@ -18,6 +18,7 @@ from trainers.method import (
     zeroshot_baseline,
 )
 from trainers.original_checkpoints import read_trained_states
+from trainers.zeroshot_cache import zeroshot_cache, zeroshot_key
 
 
 # ---- the engine, as train.py drives it (dassl_engine has the same functions) -----------------
@@ -111,12 +112,45 @@ class ClipTrainer(Trainer):
         super().set_mode(mode)
         self.model.train(mode == "train")
 
+    def evaluate_zeroshot(self, inference, templates, what="", write_results=False):
+        """Evaluate zero-shot CLIP (``inference``) on TEST.SPLIT, or reuse the stored
+        evaluation with the same key (trainers/zeroshot_cache.py): a sweep evaluates it once
+        for all its runs, and a resumed run does not evaluate its baseline again."""
+        split = self.cfg.TEST.SPLIT
+        cache = zeroshot_cache(self)
+        if cache is None:
+            return Trainer.test(self, split, write_results, inference, what)
+        key = zeroshot_key(self, templates, split)
+        entry = cache.get(key)
+        if entry is None:
+            results = Trainer.test(self, split, write_results, inference, what)
+            if distributed.is_main_process():
+                cache.put(key, *self.evaluator.predictions(), source=self.output_dir)
+            return results
+        print(evaluation_header(split, what))
+        print(f"Reusing the evaluation made by the run in {entry['source']} (same CLIP, data, "
+              f"templates and settings; stored in {cache.path(key)})")  # fmt: skip
+        self.evaluator.reset()
+        self.evaluator.process_predictions(entry["pred"], entry["label"])
+        results = self.evaluator.evaluate()
+        if write_results:
+            self.write_results(split, results)
+        return results
+
+    def test(self, split=None, write_results=True, inference=None, what=""):
+        """A zero-shot CLIP method's evaluation is reused from TEST.ZEROSHOT_CACHE when it
+        holds the same one."""
+        templates = self.method.zeroshot_templates(self.template)
+        if templates is None or split not in (None, self.cfg.TEST.SPLIT) or inference is not None:
+            return super().test(split, write_results, inference, what)
+        return self.evaluate_zeroshot(self.model_inference, templates, what, write_results)
+
     def train(self):
         if self.zeroshot_baseline is None:
             return super().train()
-        baseline = self.test(
-            write_results=False,
-            inference=lambda images: self.zeroshot_baseline(images).logits,
+        baseline = self.evaluate_zeroshot(
+            lambda images: self.zeroshot_baseline(images).logits,
+            [self.template],
             what="zero-shot CLIP",
         )
         self.extra_results["zeroshot_accuracy"] = baseline["accuracy"]

@@ -45,6 +45,10 @@ def method_cfg(cfg):
     cfg.TRAINER.SPEED.COMPILE = ""  # torch.compile backend for the blocks, e.g. "inductor"
     # Also evaluate zero-shot CLIP (the dataset's template) before training, and report both.
     cfg.TEST.ZEROSHOT_BASELINE = False
+    # A folder where zero-shot CLIP evaluations are kept and reused by every run that would
+    # evaluate the same thing (a sweep sets <output>/.zeroshot_cache); "" keeps a trained
+    # run's baseline in its own run directory, for its resume (trainers/zeroshot_cache.py).
+    cfg.TEST.ZEROSHOT_CACHE = ""
 
 
 def speed_from_cfg(cfg):
@@ -134,6 +138,10 @@ class Method:
 
     def create_model(self, clip_model, classnames, template):
         raise NotImplementedError
+
+    def zeroshot_templates(self, template):
+        """The templates of the zero-shot CLIP this method is, or None (a learned method)."""
+        return None
 
     def optim_cfg(self, module_name):
         """The OPTIM node for one learnable module (methods may give modules their own)."""

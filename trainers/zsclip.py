@@ -22,9 +22,12 @@ class ZeroshotCLIP(Method):
         # Nothing is trained; fp16 only pays off on a GPU.
         return super().precision(device) if device.type == "cuda" else "fp32"
 
-    def create_model(self, clip_model, classnames, template):
-        templates = [template]
+    def zeroshot_templates(self, template):
         if self.cfg.TRAINER.ZSCLIP.ENSEMBLE:
-            templates = ensemble_templates(template)
+            return ensemble_templates(template)
+        return [template]
+
+    def create_model(self, clip_model, classnames, template):
+        templates = self.zeroshot_templates(template)
         print(f"Prompt templates: {templates}")
         return ZeroShotClassifier(clip_model, classnames, templates)

@@ -15,6 +15,7 @@ import tempfile
 from engine.data.datum import Datum
 from engine.data.images import IMG_EXTENSIONS
 from engine.data.sampling import split_dataset_by_label
+from engine.permissions import share_as_umask
 
 SPLIT_KEYS = ("train", "val", "test")
 _MAX_NAMED = 5  # missing images named in an error message
@@ -48,7 +49,7 @@ def write_text_atomic(text, filepath):
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide shared split files from other users
+        share_as_umask(tmp)  # mkstemp's 0600 would hide shared split files from other users
         os.replace(tmp, filepath)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
