@@ -136,6 +136,7 @@ def test_threads_default_to_the_available_cpus_less_the_loader_workers(monkeypat
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(previous)
+@pytest.mark.slow
 
 
 def test_train_py_bounds_openmp_spinning_unless_the_environment_sets_the_waits():
