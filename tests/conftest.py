@@ -30,11 +30,21 @@ N_BLOCKS = 3  # ViT blocks of the shared small CLIP
 @pytest.fixture(autouse=True, scope="session")
 def single_thread():
     """The tiny test models run many small ops: one thread is several times faster on shared
-    CPUs than a contended pool, and results are reproducible."""
+    CPUs than a contended pool, and results are reproducible. ``OMP_NUM_THREADS`` keeps it so
+    when a test runs ``train.cli`` in this process (it would take the CPUs available), and so
+    in the children of tests: a child forked after this process ran OpenMP on a team of more
+    than one thread hangs at its first parallel operator (libgomp's team does not survive a
+    fork), as ``tests/forked_train.py`` runs do."""
     previous = torch.get_num_threads()
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+    if saved is None:
+        del os.environ["OMP_NUM_THREADS"]
+    else:
+        os.environ["OMP_NUM_THREADS"] = saved
 
 
 def under_ci():

@@ -20,6 +20,8 @@ from pathlib import Path
 import train
 from engine.checkpoint import TEMP_PREFIX
 
+HANG_AFTER_S = 300  # a small run takes seconds; no child of a test may block the suite
+
 
 class ForkedRun:
     """``train.py ARGV`` in a forked child; its stdout and stderr go to ``<out>.console.txt``."""
@@ -78,15 +80,20 @@ class ForkedRun:
 
     def wait(self, kill_after_s=None, status=0):
         """True when the child was killed (by its hook, or from here after ``kill_after_s``
-        seconds), False when it exited with ``status`` (anything else fails the test)."""
-        deadline = None if kill_after_s is None else time.monotonic() + kill_after_s
+        seconds), False when it exited with ``status`` (anything else fails the test). A child
+        still running after ``HANG_AFTER_S`` is killed and fails the test."""
+        start = time.monotonic()
         while True:
             done, result = os.waitpid(self.pid, os.WNOHANG)
             if done:
                 break
-            if deadline is not None and time.monotonic() >= deadline:
+            elapsed = time.monotonic() - start
+            if kill_after_s is not None and elapsed >= kill_after_s or elapsed >= HANG_AFTER_S:
                 os.kill(self.pid, signal.SIGKILL)
                 _, result = os.waitpid(self.pid, 0)
+                assert elapsed < HANG_AFTER_S, (
+                    f"train.py hung for {HANG_AFTER_S} s:\n" + self.console.read_text()[-3000:]
+                )
                 break
             time.sleep(0.005)
         os.close(self._paused)
