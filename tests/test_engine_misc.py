@@ -136,9 +136,9 @@ def test_threads_default_to_the_available_cpus_less_the_loader_workers(monkeypat
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(previous)
+
+
 @pytest.mark.slow
-
-
 def test_train_py_bounds_openmp_spinning_unless_the_environment_sets_the_waits():
     code = "import os, train; print(*(os.environ.get(k) for k in train.OPENMP_WAITS))"
     for given, expected in (({}, "PASSIVE 3000"), ({"GOMP_SPINCOUNT": "0"}, "None 0")):

@@ -197,9 +197,9 @@ def test_submitit_local_executor_runs_base_to_new(workspace, tmp_path):
     assert len(results_files(out / "base2new")) == 2  # train_base and test_new
     assert os.path.isdir(out / ".submitit")
     assert "Base-to-new accuracy" in result.stdout
+
+
 @pytest.mark.slow
-
-
 def test_zero_shot_clip_is_evaluated_once_for_the_whole_sweep(workspace, tmp_path):
     out = tmp_path / "output"
     fields = tiny_spec(workspace, out, trainers=["ZeroshotCLIP", "CoOp"], shots=[1, 2])
@@ -253,9 +253,9 @@ def test_the_zero_shot_key_changes_with_what_changes_the_evaluation_only(workspa
     changes.append(["MODEL.BACKBONE.NAME", clip_copy])
     for opts in changes:
         assert key(*opts) != reference, opts
+
+
 @pytest.mark.slow
-
-
 def test_compare_script_dry_run_prints_the_plan_and_parses_nothing():
     result = subprocess.run(["bash", "scripts/toy/compare.sh", "--dry-run"], cwd=REPO,
                             capture_output=True, text=True, timeout=600)  # fmt: skip

@@ -172,9 +172,9 @@ def test_bad_input_fails_early_with_a_clear_message(workspace, tmp_path, flags, 
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert not os.path.exists(tmp_path / "bad" / "prompt_learner")
+
+
 @pytest.mark.slow
-
-
 def test_eval_only_writes_below_the_evaluated_run_and_never_moves_it(workspace):
     run = workspace["root"] / "to_evaluate"
     train.main(coop_argv(workspace, run))
@@ -278,9 +278,9 @@ def test_a_resumed_run_reuses_its_zero_shot_baseline(workspace, monkeypatch):
     assert block.split("\n", 1)[1] in second
     results = json.loads((out / "results.json").read_text())
     assert f"Zero-shot CLIP: {results['zeroshot_accuracy']:.1f}%" in second
+
+
 @pytest.mark.slow
-
-
 def test_a_negative_thread_count_is_refused_before_any_work(workspace, tmp_path):
     result = run_cli(coop_argv(workspace, tmp_path / "bad", "--threads", "-2"))
     assert result.returncode == 2
