@@ -25,9 +25,6 @@ def _dassl_defaults():
     _C.SEED = -1
     _C.USE_CUDA = True
     _C.VERBOSE = True
-    # Not in Dassl: threads of torch's CPU operators (train.py --threads); 0 chooses them from
-    # the CPUs available to the process and the loader workers (see engine/threads.py).
-    _C.NUM_THREADS = 0
 
     _C.INPUT = CN()
     _C.INPUT.SIZE = (224, 224)
@@ -180,6 +177,9 @@ def unread_settings(cfg, prefixes, why):
 
 def add_project_keys(cfg):
     """Keys this project adds to Dassl's, on ours or on Dassl's own defaults."""
+    # Threads of torch's CPU operators (train.py --threads); 0 chooses them from the CPUs
+    # available to the process and the loader workers (engine/threads.py).
+    cfg.NUM_THREADS = 0
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all | base | new (CoOp/CoCoOp)
     # Unreadable images: "error" stops with the file name; "skip" drops them with a warning.
     cfg.DATASET.ON_BAD_IMAGE = "error"

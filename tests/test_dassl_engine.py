@@ -147,6 +147,22 @@ def test_zero_shot_clip_evaluates_under_dassl(tmp_path):
 
 
 @needs_dassl
+def test_both_engines_know_the_same_keys():
+    """Our copy of Dassl's defaults is Dassl's (less its own trainers' blocks), and every key
+    this project adds exists under both engines, so a flag or config file means the same."""
+    from dassl.config import get_cfg_default as dassl_cfg_default
+
+    from engine.config import _dassl_defaults, flat_cfg, get_cfg_default
+
+    dassl_keys = {key for key in flat_cfg(dassl_cfg_default()) if key.startswith("TRAINER.")}
+    ours = set(flat_cfg(get_cfg_default()))
+    on_dassl = set(flat_cfg(get_cfg_default(dassl_cfg_default)))
+    assert on_dassl - ours == {key for key in dassl_keys if key not in ours}
+    assert ours <= on_dassl
+    assert set(flat_cfg(_dassl_defaults())) <= set(flat_cfg(dassl_cfg_default()))
+
+
+@needs_dassl
 def test_registering_again_keeps_dassl_names_and_ours():
     import dassl_engine
 
