@@ -29,6 +29,7 @@ from trainers.method import (
     zeroshot_baseline,
 )
 from trainers.original_checkpoints import read_trained_states
+from trainers.zeroshot_cache import evaluate_once
 
 
 class RecordingEvaluator:
@@ -125,13 +126,46 @@ class MethodTrainer(TrainerX):
         if saved_epoch:
             self.epoch = saved_epoch - 1
 
+    @property
+    def precision(self):
+        return self.mixed_precision.precision
+
+    @property
+    def learns(self):
+        return bool(self._models)
+
+    def evaluate_zeroshot_baseline(self):
+        """Its accuracy on TEST.SPLIT, evaluated or reused as the builtin engine does
+        (trainers/zeroshot_cache.py)."""
+
+        def evaluate():
+            self._inference = self.zeroshot_baseline
+            try:
+                return self.test(write_results=False)
+            finally:
+                self._inference = None
+
+        def replay(pred, label):
+            # Dassl's evaluator takes scores: a one-hot row per image gives it the stored label.
+            self.evaluator.reset()
+            scores = torch.nn.functional.one_hot(torch.as_tensor(pred), self.num_classes)
+            self.evaluator.process(scores.float(), torch.as_tensor(label))
+            return self.evaluator.evaluate()["accuracy"]
+
+        return evaluate_once(
+            self,
+            [self.template],
+            f"Evaluate on the *{self.cfg.TEST.SPLIT}* set",
+            evaluate,
+            predictions=lambda: (self.evaluator._y_pred, self.evaluator._y_true),
+            replay=replay,
+        )
+
     def train(self):
         baseline = None
         if self.zeroshot_baseline is not None:
-            self._inference = self.zeroshot_baseline
             print("Zero-shot CLIP:")
-            baseline = self.test(write_results=False)
-            self._inference = None
+            baseline = self.evaluate_zeroshot_baseline()
             self.extra_results["zeroshot_accuracy"] = baseline
         super().train()
         if baseline is not None and self.final_accuracy is not None:

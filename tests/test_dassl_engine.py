@@ -146,6 +146,27 @@ def test_zero_shot_clip_evaluates_under_dassl(tmp_path):
     )
 
 
+@pytest.mark.slow
+@needs_dassl
+def test_the_zero_shot_baseline_is_evaluated_once_for_both_engines(tmp_path, capsys):
+    """A run under either engine reuses the stored baseline of another run (the same CLIP,
+    data and settings), as a sweep's runs share it; the accuracy is the evaluated one."""
+    cache = tmp_path / "zeroshot_cache"
+    opts = ("TEST.ZEROSHOT_BASELINE", "True", "TEST.ZEROSHOT_CACHE", str(cache))
+    first = tmp_path / "dassl_seed1"
+    train.main(toy_argv(tmp_path / "data", first, "CoOp", "dassl", opts=opts))
+    assert len(list(cache.iterdir())) == 1
+    for engine in ("dassl", "builtin"):
+        capsys.readouterr()
+        out = tmp_path / f"{engine}_seed2"
+        train.main(toy_argv(tmp_path / "data", out, "CoOp", engine, opts=opts))
+        printed = capsys.readouterr().out
+        assert f"Reusing the evaluation made by the run in {first} " in printed
+        assert results(out)["zeroshot_accuracy"] == results(first)["zeroshot_accuracy"]
+        assert results(out).get("engine", "builtin") == engine  # only Dassl runs say so
+    assert len(list(cache.iterdir())) == 1
+
+
 @needs_dassl
 def test_both_engines_know_the_same_keys():
     """Our copy of Dassl's defaults is Dassl's (less its own trainers' blocks), and every key

@@ -18,7 +18,7 @@ from trainers.method import (
     zeroshot_baseline,
 )
 from trainers.original_checkpoints import read_trained_states
-from trainers.zeroshot_cache import zeroshot_cache, zeroshot_key
+from trainers.zeroshot_cache import evaluate_once
 
 
 # ---- the engine, as train.py drives it (dassl_engine has the same functions) -----------------
@@ -117,25 +117,23 @@ class ClipTrainer(Trainer):
         evaluation with the same key (trainers/zeroshot_cache.py): a sweep evaluates it once
         for all its runs, and a resumed run does not evaluate its baseline again."""
         split = self.cfg.TEST.SPLIT
-        cache = zeroshot_cache(self)
-        if cache is None:
-            return Trainer.test(self, split, write_results, inference, what)
-        key = zeroshot_key(self, templates, split)
-        entry = cache.get(key)
-        if entry is None:
-            results = Trainer.test(self, split, write_results, inference, what)
-            if distributed.is_main_process():
-                cache.put(key, *self.evaluator.predictions(), source=self.output_dir)
+
+        def replay(pred, label):
+            self.evaluator.reset()
+            self.evaluator.process_predictions(pred, label)
+            results = self.evaluator.evaluate()
+            if write_results:
+                self.write_results(split, results)
             return results
-        print(evaluation_header(split, what))
-        print(f"Reusing the evaluation made by the run in {entry['source']} (same CLIP, data, "
-              f"templates and settings; stored in {cache.path(key)})")  # fmt: skip
-        self.evaluator.reset()
-        self.evaluator.process_predictions(entry["pred"], entry["label"])
-        results = self.evaluator.evaluate()
-        if write_results:
-            self.write_results(split, results)
-        return results
+
+        return evaluate_once(
+            self,
+            templates,
+            evaluation_header(split, what),
+            evaluate=lambda: Trainer.test(self, split, write_results, inference, what),
+            predictions=lambda: self.evaluator.predictions(),
+            replay=replay,
+        )
 
     def test(self, split=None, write_results=True, inference=None, what=""):
         """A zero-shot CLIP method's evaluation is reused from TEST.ZEROSHOT_CACHE when it

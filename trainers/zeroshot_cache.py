@@ -76,3 +76,24 @@ def zeroshot_cache(trainer):
     if not folder and trainer.learns:
         folder = os.path.join(trainer.output_dir, ZEROSHOT_CACHE_FOLDER)
     return EvaluationCache(folder) if folder else None
+
+
+def evaluate_once(trainer, templates, header, evaluate, predictions, replay):
+    """Zero-shot CLIP on TEST.SPLIT: ``evaluate()``, stored in the cache (``predictions()``
+    gives what it processed: predicted and true labels), or, when the cache holds the same
+    evaluation, ``header`` and ``replay(pred, label)``, which computes the metrics from the
+    stored labels as the engine's evaluator does. Returns what ``evaluate`` or ``replay`` does."""
+    cache = zeroshot_cache(trainer)
+    if cache is None:
+        return evaluate()
+    key = zeroshot_key(trainer, templates, trainer.cfg.TEST.SPLIT)
+    entry = cache.get(key)
+    if entry is None:
+        results = evaluate()
+        if distributed.is_main_process():
+            cache.put(key, *predictions(), source=trainer.output_dir)
+        return results
+    print(header)
+    print(f"Reusing the evaluation made by the run in {entry['source']} (same CLIP, data, "
+          f"templates and settings; stored in {cache.path(key)})")  # fmt: skip
+    return replay(entry["pred"], entry["label"])
