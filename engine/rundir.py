@@ -79,6 +79,20 @@ def check_output_dir(output_dir):
             ) from err
 
 
+def new_archive(output_dir):
+    """A new ``previous-<timestamp>[-N]/`` folder in ``output_dir`` (``-N`` when runs were
+    overwritten twice within one second)."""
+    stem = os.path.join(output_dir, f"previous-{time.strftime('%Y%m%d-%H%M%S')}")
+    archive, n = stem, 1
+    while True:
+        try:
+            os.makedirs(archive)
+            return archive
+        except FileExistsError:
+            n += 1
+            archive = f"{stem}-{n}"
+
+
 def prepare_output_dir(output_dir, overwrite=False):
     """Refuse a directory that holds a finished run, unless ``overwrite``.
 
@@ -105,8 +119,7 @@ def prepare_output_dir(output_dir, overwrite=False):
     if not entries:
         return
     what = "finished" if is_finished(output_dir) else "unfinished"
-    archive = os.path.join(output_dir, f"previous-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(archive)
+    archive = new_archive(output_dir)
     for entry in entries:
         shutil.move(os.path.join(output_dir, entry), os.path.join(archive, entry))
     print(f"Moved the previous ({what}) run's results and checkpoints to {archive}")

@@ -179,3 +179,17 @@ def test_evaluation_cache_reuses_only_the_same_key(tmp_path):
     with open(path, "w") as f:
         f.write("{truncated")
     assert cache.get(key) is None
+
+
+def test_overwriting_twice_within_a_second_keeps_both_previous_runs(tmp_path, monkeypatch):
+    from engine import rundir
+
+    monkeypatch.setattr(rundir.time, "strftime", lambda fmt: "20261129-120000")
+    for run in ("first", "second"):
+        (tmp_path / "results.json").write_text(json.dumps({"run": run}))
+        rundir.prepare_output_dir(str(tmp_path), overwrite=True)
+    archived = {
+        folder.name: json.loads((folder / "results.json").read_text())["run"]
+        for folder in tmp_path.iterdir()
+    }
+    assert archived == {"previous-20261129-120000": "first", "previous-20261129-120000-2": "second"}
