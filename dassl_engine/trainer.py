@@ -134,16 +134,10 @@ class MethodTrainer(TrainerX):
     def learns(self):
         return bool(self._models)
 
-    def evaluate_zeroshot_baseline(self):
-        """Its accuracy on TEST.SPLIT, evaluated or reused as the builtin engine does
+    def evaluate_zeroshot(self, templates, evaluate):
+        """Zero-shot CLIP's accuracy on TEST.SPLIT: ``evaluate()``, or the stored evaluation
+        with the same key replayed through Dassl's evaluator, as the builtin engine does
         (trainers/zeroshot_cache.py)."""
-
-        def evaluate():
-            self._inference = self.zeroshot_baseline
-            try:
-                return self.test(write_results=False)
-            finally:
-                self._inference = None
 
         def replay(pred, label):
             # Dassl's evaluator takes scores: a one-hot row per image gives it the stored label.
@@ -154,12 +148,22 @@ class MethodTrainer(TrainerX):
 
         return evaluate_once(
             self,
-            [self.template],
+            templates,
             f"Evaluate on the *{self.cfg.TEST.SPLIT}* set",
             evaluate,
             predictions=lambda: (self.evaluator._y_pred, self.evaluator._y_true),
             replay=replay,
         )
+
+    def evaluate_zeroshot_baseline(self):
+        def evaluate():
+            self._inference = self.zeroshot_baseline
+            try:
+                return self.test(write_results=False)
+            finally:
+                self._inference = None
+
+        return self.evaluate_zeroshot([self.template], evaluate)
 
     def train(self):
         baseline = None
@@ -181,7 +185,13 @@ class MethodTrainer(TrainerX):
         split = split or self.cfg.TEST.SPLIT
         if not isinstance(self.evaluator, RecordingEvaluator):
             self.evaluator = RecordingEvaluator(self.evaluator)
-        accuracy = super().test(split)
+        templates = self.method.zeroshot_templates(self.template)
+        if templates is not None and split == self.cfg.TEST.SPLIT:  # a zero-shot CLIP run
+            accuracy = self.evaluate_zeroshot(
+                templates, lambda: super(MethodTrainer, self).test(split)
+            )
+        else:
+            accuracy = super().test(split)
         if write_results and split == self.cfg.TEST.SPLIT:
             self.final_accuracy = accuracy
             extra = {"engine": "dassl", **self.extra_results}

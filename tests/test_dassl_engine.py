@@ -149,8 +149,9 @@ def test_zero_shot_clip_evaluates_under_dassl(tmp_path):
 @pytest.mark.slow
 @needs_dassl
 def test_the_zero_shot_baseline_is_evaluated_once_for_both_engines(tmp_path, capsys):
-    """A run under either engine reuses the stored baseline of another run (the same CLIP,
-    data and settings), as a sweep's runs share it; the accuracy is the evaluated one."""
+    """A run under either engine, and a ZeroshotCLIP run, reuse the stored baseline of another
+    run (the same CLIP, data and settings), as a sweep's runs share it; the accuracy is the
+    evaluated one."""
     cache = tmp_path / "zeroshot_cache"
     opts = ("TEST.ZEROSHOT_BASELINE", "True", "TEST.ZEROSHOT_CACHE", str(cache))
     first = tmp_path / "dassl_seed1"
@@ -164,6 +165,11 @@ def test_the_zero_shot_baseline_is_evaluated_once_for_both_engines(tmp_path, cap
         assert f"Reusing the evaluation made by the run in {first} " in printed
         assert results(out)["zeroshot_accuracy"] == results(first)["zeroshot_accuracy"]
         assert results(out).get("engine", "builtin") == engine  # only Dassl runs say so
+    out = tmp_path / "zeroshot_clip"  # the method itself, the same evaluation as the baseline
+    train.main(toy_argv(tmp_path / "data", out, "ZeroshotCLIP", "dassl", "--eval-only",
+                        config="CoOp", opts=opts))  # fmt: skip
+    assert f"Reusing the evaluation made by the run in {first} " in capsys.readouterr().out
+    assert results(out)["accuracy"] == results(first)["zeroshot_accuracy"]
     assert len(list(cache.iterdir())) == 1
 
 
