@@ -25,6 +25,7 @@ import trainers  # noqa: E402, F401  (registers the trainers and their config ke
 from engine import distributed  # noqa: E402
 from engine.cli import BAD_INPUT, exit_status  # noqa: E402
 from engine.config import check_run_values, get_cfg_default  # noqa: E402
+from engine.lifetime import end_with_launcher  # noqa: E402
 from engine.log import run_log  # noqa: E402
 from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY  # noqa: E402
 from engine.run_inputs import save_run_inputs  # noqa: E402
@@ -248,6 +249,7 @@ def run_logged(args, cfg, engine, notes):
 
 def cli(argv=None):
     """``main`` with bad input reported as ``error: <what to do>`` on stderr: exit status 2."""
+    end_with_launcher()
     return exit_status(lambda: main(argv), BAD_INPUT + (dassl_engine.DasslUnavailable,))
 
 

@@ -14,10 +14,13 @@ import torch
 from dassl.engine import TRAINER_REGISTRY as DASSL_TRAINERS
 from dassl.engine import TrainerX
 from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import set_random_seed
 
 import trainers  # noqa: F401  (registers this project's methods)
+from dassl_engine.loaders import build_data_manager
 from engine.checkpoint import atomic_write_json
 from engine.precision import MixedPrecision, resolve_precision
+from engine.randomness import is_keyed, run_seed, stream_seed, untouched_global_rng
 from engine.registry import TRAINER_REGISTRY
 from engine.rundir import RESULTS_FILE, results_record
 from models.clip_loader import cast_clip
@@ -68,6 +71,23 @@ class MethodTrainer(TrainerX):
         self._inference = None  # a model other than the trained one to evaluate (baseline)
         self.extra_results = {}
         self.final_accuracy = None
+
+    def build_data_loader(self):
+        """Dassl's data manager, with the dataset wrapper of ``dassl_engine.loaders``."""
+        self.dm = build_data_manager(self.cfg)
+        self.train_loader_x = self.dm.train_loader_x
+        self.train_loader_u = self.dm.train_loader_u
+        self.val_loader = self.dm.val_loader
+        self.test_loader = self.dm.test_loader
+        self.num_classes = self.dm.num_classes
+        self.num_source_domains = self.dm.num_source_domains
+        self.lab2cname = self.dm.lab2cname
+
+    def before_epoch(self):
+        """With RANDOMNESS keyed: the epoch's draws start from its own stream."""
+        if is_keyed(self.cfg):
+            set_random_seed(stream_seed(run_seed(self.cfg), "epoch", self.epoch) % 2**32)
+            self.train_loader_x.dataset.epoch = self.epoch
 
     def build_model(self):
         cfg = self.cfg
@@ -181,7 +201,12 @@ class MethodTrainer(TrainerX):
     @torch.no_grad()
     def test(self, split=None, write_results=True):
         """Dassl's evaluation; on the test split (TEST.SPLIT) it also writes ``results.json``
-        as the builtin engine does, which marks the run finished."""
+        as the builtin engine does, which marks the run finished. It draws nothing from the
+        global generators that training draws from."""
+        with untouched_global_rng():
+            return self._evaluate(split, write_results)
+
+    def _evaluate(self, split, write_results):
         split = split or self.cfg.TEST.SPLIT
         if not isinstance(self.evaluator, RecordingEvaluator):
             self.evaluator = RecordingEvaluator(self.evaluator)

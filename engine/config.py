@@ -180,6 +180,11 @@ def add_project_keys(cfg):
     # Threads of torch's CPU operators (train.py --threads); 0 chooses them from the CPUs
     # available to the process and the loader workers (engine/threads.py).
     cfg.NUM_THREADS = 0
+    # Where a run's random numbers come from (engine/randomness.py). keyed: initialisation,
+    # each epoch's data order and each sample's augmentation from streams keyed by SEED, so
+    # that loader workers, caches, evaluations and resumes cannot change them; global: one
+    # global generator seeded once, as Dassl and CoOp draw (each draw depends on all before).
+    cfg.RANDOMNESS = "keyed"
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all | base | new (CoOp/CoCoOp)
     # Unreadable images: "error" stops with the file name; "skip" drops them with a warning.
     cfg.DATASET.ON_BAD_IMAGE = "error"
@@ -359,6 +364,11 @@ def check_run_values(cfg):
     check_at_least(cfg, "DATALOADER.TEST.BATCH_SIZE", 1, "the evaluation batch size")
     check_at_least(cfg, "DATALOADER.NUM_WORKERS", 0, "loader worker processes")
     check_at_least(cfg, "TRAIN.PRINT_FREQ", 1, "batches between log lines")
+    if cfg.RANDOMNESS not in ("keyed", "global"):
+        raise ValueError(
+            f"RANDOMNESS must be keyed (streams by purpose, the default) or global (one "
+            f"generator, as Dassl and CoOp); got {cfg.RANDOMNESS!r}"
+        )
 
 
 INERT_KEYS = {}  # key -> (default, why it is accepted)
@@ -383,6 +393,60 @@ def inert_key_notes(cfg):
         for key, (default, why) in INERT_KEYS.items()
         if values.get(key, default) != default
     ]
+
+
+# Keys that cannot change a run's numbers: where it runs and writes, how fast, what it prints.
+# Runs that differ only in these share a config (``result_settings``). Trainer modules add
+# their own (``declare_result_neutral``).
+RESULT_NEUTRAL_KEYS = [
+    "OUTPUT_DIR", "RESUME", "VERBOSE", "NUM_THREADS", "DATASET.ROOT",
+    "DATALOADER.PIN_MEMORY", "DATALOADER.CACHE_IMAGES_MB", "TRAIN.PRINT_FREQ",
+    "TRAIN.CHECKPOINT_FREQ", "TEST.PER_CLASS_RESULT", "TEST.COMPUTE_CMAT",
+]  # fmt: skip
+# With RANDOMNESS keyed, the loader's workers cannot change them either.
+KEYED_NEUTRAL_KEYS = ("DATALOADER.NUM_WORKERS", "DATALOADER.PERSISTENT_WORKERS")
+
+
+def declare_result_neutral(*keys):
+    """Declare config keys (or key prefixes ending in ".") that never change a result."""
+    RESULT_NEUTRAL_KEYS.extend(k for k in keys if k not in RESULT_NEUTRAL_KEYS)
+
+
+def _neutral(key, keyed):
+    neutral = RESULT_NEUTRAL_KEYS + list(KEYED_NEUTRAL_KEYS if keyed else ())
+    return any(key == n or (n.endswith(".") and key.startswith(n)) for n in neutral)
+
+
+def result_settings(cfg, with_seed=True):
+    """``{"OPTIM.LR": 0.002, ...}``: every key of ``cfg`` (a CfgNode or ``cfg_to_dict`` form)
+    that can change the run's numbers; without ``with_seed``, SEED and the classes evaluated
+    (DATASET.SUBSAMPLE_CLASSES) are left out too: what the runs of one experiment share."""
+    flat = flat_cfg(cfg)
+    keyed = flat.get("RANDOMNESS", "keyed") == "keyed"
+    settings = {k: v for k, v in flat.items() if not _neutral(k, keyed)}
+    if not with_seed:
+        settings.pop("SEED", None)
+        settings.pop("DATASET.SUBSAMPLE_CLASSES", None)
+    return settings
+
+
+def experiment_digest(cfg):
+    """A short stable hash of ``result_settings(cfg, with_seed=False)``: equal for the runs
+    that a results table may average together (results.json holds it)."""
+    text = json.dumps(result_settings(cfg, with_seed=False), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def result_differences(saved, cfg, with_seed=True):
+    """``[(key, saved value, value in cfg)]`` of the keys that can change a result."""
+    old, new = result_settings(saved, with_seed), result_settings(cfg, with_seed)
+    return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]  # fmt: skip
+
+
+def describe_differences(diffs, there="there", here="here"):
+    """``OPTIM.MAX_EPOCH: 40 there, 10 here; ...`` for ``result_differences``."""
+    return "; ".join(f"{k}: {old!r} {there}, {new!r} {here}" for k, old, new in diffs)
 
 
 def cfg_digest(cfg):

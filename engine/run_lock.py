@@ -1,10 +1,12 @@
 """One writer per run directory: ``<run_dir>/.run.lock``, held while a process writes there.
 
-An ``flock`` on the file decides (the kernel releases it when the process ends, however it
-ends, SIGKILL included); the file names its holder (PID, host, start time), so that a refused
-start can say who holds it, and the next holder can say whose lock it took over. On file
-systems without ``flock`` the recorded PID decides: a holder on this host that no longer runs
-is taken over; one on another host cannot be checked and is refused.
+A POSIX record lock (``lockf``) on the file decides: the kernel releases it when the process
+ends, however it ends, SIGKILL included, and, unlike ``flock``, no child process holds it: a
+loader worker forked from the run (and perhaps stuck after the run was killed) never keeps
+the run directory locked. The file names its holder (PID, host, start time), so that a
+refused start can say who holds it, and the next holder can say whose lock it took over. On
+file systems without record locks the recorded PID decides: a holder on this host that no
+longer runs is taken over; one on another host cannot be checked and is refused.
 """
 
 import contextlib
@@ -16,24 +18,38 @@ import socket
 import time
 
 LOCK_FILE = ".run.lock"
-_NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+_HELD = set()  # run directories locked by this process (record locks do not see those)
 
 
 class RunDirInUse(RuntimeError):
     """Another process writes the run directory."""
 
 
-def _try_flock(fd):
-    """True: locked; False: another process holds it; None: the file system has no flock."""
+def try_lock(fd):
+    """True: locked; False: another process holds it; None: the file system has no locks."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
-    except BlockingIOError:
-        return False
     except OSError as err:
-        if err.errno in _NO_FLOCK:
+        if err.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        if err.errno in _NO_LOCKS:
             return None
         raise
+
+
+def is_locked(path):
+    """Whether another process holds the lock file ``path`` (a run's ``.run.lock`` or a
+    sweep's ``.sweep.lock``)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        return try_lock(fd) is False  # a lock taken here is released when fd closes
+    finally:
+        os.close(fd)
 
 
 def _read_holder(fd):
@@ -82,8 +98,10 @@ class RunLock:
 
     def __enter__(self):
         os.makedirs(self.run_dir, exist_ok=True)
+        if os.path.realpath(self.run_dir) in _HELD:
+            raise RunDirInUse(f"'{self.run_dir}' is in use by this process (PID {os.getpid()})")
         while self._fd is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
                 self._fd = self._acquire(fd)
             except BaseException:
@@ -93,7 +111,7 @@ class RunLock:
 
     def _acquire(self, fd):
         """``fd`` once it holds the lock, or None when the file was replaced meanwhile."""
-        locked = _try_flock(fd)
+        locked = try_lock(fd)
         holder = _read_holder(fd)
         if locked is False or (locked is None and holder and _is_running(holder)):
             who = f"another process ({_describe(holder)})" if holder else "another process"
@@ -116,6 +134,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         os.fsync(fd)
+        _HELD.add(os.path.realpath(self.run_dir))
         return fd
 
     def __exit__(self, *exc):
@@ -125,6 +144,7 @@ class RunLock:
             os.remove(self.path)
         os.close(self._fd)
         self._fd = None
+        _HELD.discard(os.path.realpath(self.run_dir))
         return False
 
 

@@ -7,7 +7,7 @@ import tempfile
 import time
 from collections import OrderedDict
 
-from engine.config import cfg_digest
+from engine.config import cfg_digest, experiment_digest
 
 RESULTS_FILE = "results.json"  # written last: its presence marks a finished run
 KEPT_ON_OVERWRITE = ("log.txt",)  # grows across sessions; previous-*/ and hidden files stay too
@@ -26,6 +26,8 @@ def results_record(cfg, split, epoch, results, extra=None):
         seed=cfg.SEED,
         epoch=epoch,
         config_digest=cfg_digest(cfg),
+        # equal for the runs of one experiment (all that can change a result, but the seed)
+        experiment_digest=experiment_digest(cfg),
     )
     record.update(results)
     record.update(extra or {})

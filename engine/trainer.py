@@ -26,11 +26,16 @@ from engine.checkpoint import (
     resumable_epoch,
     save_epoch,
 )
-from engine.config import cfg_digest, cfg_to_dict, config_differences
+from engine.config import (
+    cfg_to_dict,
+    describe_differences,
+    result_differences,
+)
 from engine.confusion import plot_confusion_matrix
 from engine.evaluator import ClassificationEvaluator
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.precision import MixedPrecision, resolve_precision
+from engine.randomness import is_keyed, untouched_global_rng
 from engine.rundir import RESULTS_FILE, results_record
 from engine.utils import AverageMeter, format_eta, pick_device, rng_state, set_rng_state
 
@@ -38,18 +43,6 @@ CONFUSION_FILE = "confusion_matrix.png"  # with TEST.PER_CLASS_RESULT
 START_AGAIN = (
     "pass --overwrite to start the run again (its checkpoints move to previous-<timestamp>/)"
 )
-
-
-def resume_digest(cfg):
-    """Digest of the settings that must not change between an interrupted run and its resume."""
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.OUTPUT_DIR = ""
-    cfg.RESUME = ""
-    cfg.NUM_THREADS = 0
-    if "ZEROSHOT_CACHE" in cfg.TEST:  # where baselines are kept (trainers/zeroshot_cache.py)
-        cfg.TEST.ZEROSHOT_CACHE = ""
-    return cfg_digest(cfg)
 
 
 def evaluation_header(split, what=""):
@@ -149,9 +142,10 @@ class Trainer:
     def run_epoch(self):
         self.set_mode("train")
         loader = self.dm.train_loader_x
-        if hasattr(loader.sampler, "set_epoch"):  # a distributed run's sampler
+        if hasattr(loader.sampler, "set_epoch"):  # keyed, or a distributed run's sampler
             loader.sampler.set_epoch(self.epoch)
-        distributed.seed_for_epoch(self.cfg.SEED, self.epoch)
+        if not is_keyed(self.cfg):
+            distributed.seed_for_epoch(self.cfg.SEED, self.epoch)
         num_batches = len(loader)
         meters, batch_time, data_time = OrderedDict(), AverageMeter(), AverageMeter()
         print_freq = self.cfg.TRAIN.PRINT_FREQ
@@ -219,7 +213,12 @@ class Trainer:
     # ---- evaluation --------------------------------------------------------------------
     @torch.no_grad()
     def test(self, split=None, write_results=True, inference=None, what=""):
-        """Evaluate on ``split``; ``inference`` replaces ``model_inference`` (e.g. a baseline)."""
+        """Evaluate on ``split``; ``inference`` replaces ``model_inference`` (e.g. a baseline).
+        It draws nothing from the global generators that training draws from."""
+        with untouched_global_rng():
+            return self._evaluate(split, write_results, inference, what)
+
+    def _evaluate(self, split, write_results, inference, what):
         split = split or self.cfg.TEST.SPLIT
         loader = self.dm.val_loader if split == "val" else self.dm.test_loader
         if loader is None:
@@ -277,7 +276,6 @@ class Trainer:
     def _write_checkpoints(self, epoch, directory, is_best, val_result):
         extra = {
             "rng_state": rng_state(),
-            "resume_digest": resume_digest(self.cfg),
             "config": cfg_to_dict(self.cfg),
             "best_val": self.best_val,
         }
@@ -328,19 +326,18 @@ class Trainer:
         return epoch
 
     def _check_same_config(self, path, ckpt):
-        """Resuming with other settings would mix two runs: refuse, naming what changed."""
-        if ckpt.get("resume_digest", resume_digest(self.cfg)) == resume_digest(self.cfg):
-            return
+        """Resuming with settings that change results would mix two runs: refuse, naming
+        what changed (loader workers, threads and the like may change)."""
         saved = ckpt.get("config")  # absent in checkpoints written before it was saved
-        diffs = config_differences(saved, self.cfg) if saved else []
-        changes = [f"{k}: {old!r} there, {new!r} now" for k, old, new in diffs
-                   if k not in ("OUTPUT_DIR", "RESUME")]  # fmt: skip
-        changed = f" ({'; '.join(changes)})" if changes else ""
-        raise ValueError(
-            f"The checkpoint '{path}' was written with a different configuration{changed}. "
-            f"Run the same command as before to resume it, use another --output-dir, or "
-            f"{START_AGAIN}."
-        )
+        if saved is None:
+            return
+        diffs = result_differences(saved, self.cfg)
+        if diffs:
+            raise ValueError(
+                f"The checkpoint '{path}' was written with a different configuration "
+                f"({describe_differences(diffs, 'there', 'now')}). Run the same command as "
+                f"before to resume it, use another --output-dir, or {START_AGAIN}."
+            )
 
     def load_model(self, directory, epoch=None, best=False):
         """Load every registered module from a run directory (``--model-dir``); which

@@ -3,12 +3,13 @@
 Every step is a ``python train.py ...`` process started in the current directory, so that
 relative paths in overrides mean what they mean to train.py run from here. Its stdout is in
 the run's ``log.txt`` (train.py writes it), its stderr (warnings, tracebacks) in
-``stderr.txt`` beside it. A step holds a lock on ``<run dir>/.sweep.lock`` while it runs,
-passed on to the train.py process, so that a second sweep over the same folders skips the
-run instead of training it twice.
+``stderr.txt`` beside it. A step holds a lock on ``<run dir>/.sweep.lock`` while it runs, so
+that a second sweep over the same folders reports the run as busy instead of training it
+twice; so does a run whose train.py holds its ``.run.lock``. A train.py process ends with
+the sweep that started it (``engine.lifetime``): a killed sweep leaves no run behind, and the
+same command resumes them.
 """
 
-import fcntl
 import os
 import re
 import subprocess
@@ -19,6 +20,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from queue import Queue
 
+from engine.lifetime import END_WITH_PID
+from engine.run_lock import LOCK_FILE as RUN_LOCK
+from engine.run_lock import is_locked, try_lock
 from engine.threads import available_cpus
 from scripts.plan import TRAIN
 from scripts.spec import REPO
@@ -72,31 +76,31 @@ def error_line(path):
     return (errors or lines or [""])[-1]
 
 
-def _start(step, env, lock):
-    """The train.py process of ``step`` (holding ``lock`` too), or None after an interrupt."""
+def _start(step, env):
+    """The train.py process of ``step``, or None after an interrupt."""
+    env = dict(os.environ if env is None else env, **{END_WITH_PID: str(os.getpid())})
     with open(os.path.join(step.out_dir, STDERR), "a") as stderr, _running_lock:
         if _stopping.is_set():
             return None
         process = subprocess.Popen(
             [sys.executable, TRAIN, *step.argv], env=env,
-            stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(lock.fileno(),),
+            stdout=subprocess.DEVNULL, stderr=stderr,
         )  # fmt: skip
         _running.add(process)
         return process
 
 
 def run_step(step, env=None):
-    """Run one train.py step unless it is finished or locked by another sweep."""
+    """Run one train.py step unless it is finished, or run by another sweep or process."""
     if step.finished:
         return StepResult(step.out_dir, "skipped")
     os.makedirs(step.out_dir, exist_ok=True)
     start = time.time()
-    with open(os.path.join(step.out_dir, LOCK), "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    fd = os.open(os.path.join(step.out_dir, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        if try_lock(fd) is False or is_locked(os.path.join(step.out_dir, RUN_LOCK)):
             return StepResult(step.out_dir, "busy")
-        process = _start(step, env, lock)
+        process = _start(step, env)
         if process is None:
             return StepResult(step.out_dir, "interrupted")
         try:
@@ -104,6 +108,8 @@ def run_step(step, env=None):
         finally:
             with _running_lock:
                 _running.discard(process)
+    finally:
+        os.close(fd)
     seconds = time.time() - start
     if returncode == 0 and step.finished:
         return StepResult(step.out_dir, "done", seconds)

@@ -125,7 +125,7 @@ class Progress:
         for result in self.results:
             for step in result.steps:
                 if step.status in ("failed", "busy"):
-                    why = step.error or "another sweep holds its lock"
+                    why = step.error or "another sweep or train.py process is running it"
                     lines.append(f"  {step.status}: {shown(step.out_dir)}: {why}")
         return "\n".join(lines)
 

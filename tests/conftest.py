@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import tqdm
 
 from models import (
     CAVPTCfg,
@@ -19,6 +20,10 @@ from models import (
     VPTModel,
 )
 from tests.clip_fixtures import make_clip
+
+# No tqdm monitor thread in the test process: a child forked (tests/forked_train.py) while it
+# held tqdm's write lock would wait for that lock forever at its first progress bar.
+tqdm.tqdm.monitor_interval = 0
 
 GOLDEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "golden"
 # Single-token and multi-token names (underscores read as spaces, as in split files).

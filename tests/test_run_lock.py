@@ -72,12 +72,13 @@ def _holder_file(run_dir, pid, host):
 
 @pytest.fixture
 def no_flock(monkeypatch):
-    """A file system without flock (some NFS and Lustre mounts): the recorded PID decides."""
+    """A file system without record locks (some NFS and Lustre mounts): the recorded PID
+    decides."""
 
-    def unsupported(fd, operation):
+    def unsupported(fd, operation, *args):
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(fcntl, "flock", unsupported)
+    monkeypatch.setattr(fcntl, "lockf", unsupported)
 
 
 def test_without_flock_a_dead_pid_on_this_host_is_taken_over(tmp_path, no_flock):

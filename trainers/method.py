@@ -8,7 +8,8 @@ methods: the builtin loop (``trainers/builtin.py``) and Dassl's (``trainers/dass
 
 from yacs.config import CfgNode as CN
 
-from engine.config import config_differences, extend_cfg
+from engine.config import config_differences, declare_result_neutral, extend_cfg
+from engine.randomness import initialisation
 from engine.registry import TRAINER_REGISTRY
 from models.clip_loader import input_resolution, load_clip
 from models.settings import TextPromptCfg
@@ -49,6 +50,11 @@ def method_cfg(cfg):
     # evaluate the same thing (a sweep sets <output>/.zeroshot_cache); "" keeps a trained
     # run's baseline in its own run directory, for its resume (trainers/zeroshot_cache.py).
     cfg.TEST.ZEROSHOT_CACHE = ""
+
+
+# Exact speed-ups compute what the plain path computes; the baseline and its cache change
+# nothing that is trained.
+declare_result_neutral("TRAINER.SPEED.", "TEST.ZEROSHOT_BASELINE", "TEST.ZEROSHOT_CACHE")
 
 
 def speed_from_cfg(cfg):
@@ -132,7 +138,9 @@ class Method:
         return self.cfg.TRAINER.COOP.PREC
 
     def build_model(self, clip_model, classnames, template):
-        with named_keys(*self.config_keys):
+        """The model, its random initial values drawn from the run's ``init`` stream
+        (engine/randomness.py), the same under both engines."""
+        with named_keys(*self.config_keys), initialisation(self.cfg):
             model = self.create_model(clip_model, classnames, template)
         return apply_speed(model, self.speed)
 

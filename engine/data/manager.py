@@ -4,7 +4,7 @@ import multiprocessing
 
 import torch
 from tabulate import tabulate
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 from torch.utils.data.dataloader import default_collate
 from torch.utils.data.distributed import DistributedSampler
 
@@ -12,6 +12,8 @@ from engine import distributed
 from engine.data.cache import DecodedImageCache
 from engine.data.images import BAD_IMAGE_CHOICES, BadImageError, read_image
 from engine.data.transforms import build_transform
+from engine.lifetime import EndsWithThisProcess
+from engine.randomness import generator, is_keyed, run_seed, seeded, stream_seed
 from engine.registry import DATASET_REGISTRY
 
 SAMPLERS = {"RandomSampler": RandomSampler, "SequentialSampler": SequentialSampler}
@@ -27,13 +29,17 @@ def build_dataset(cfg):
 class DatasetWrapper(Dataset):
     """Turns ``Datum`` items into Dassl's sample dicts: img, label, domain, impath, index.
 
+    Items are fetched by index, or by ``(epoch, index)`` from an ``EpochKeyedSampler``: then
+    the transform's random draws come from the stream ("augment", epoch, index) of
+    ``stream_seed``, the same in whichever worker process fetches the item.
+
     With ``on_bad_image="skip"`` an unreadable image gives ``None`` instead (dropped by
     ``collate_skipping_none``) and a warning with a running count, which DataLoader worker
     processes share through ``num_skipped``. With a ``DecodedImageCache`` the cached images
     skip decoding (and the transform's deterministic start).
     """
 
-    def __init__(self, data_source, transform, on_bad_image="error", cache=None):
+    def __init__(self, data_source, transform, on_bad_image="error", cache=None, stream_seed=0):
         if on_bad_image not in BAD_IMAGE_CHOICES:
             raise ValueError(
                 f"DATASET.ON_BAD_IMAGE must be one of {', '.join(BAD_IMAGE_CHOICES)}; "
@@ -43,6 +49,7 @@ class DatasetWrapper(Dataset):
         self.transform = transform
         self.on_bad_image = on_bad_image
         self.cache = cache
+        self.stream_seed = stream_seed
         self._skipped = multiprocessing.Value("i", 0)
 
     @property
@@ -52,7 +59,14 @@ class DatasetWrapper(Dataset):
     def __len__(self):
         return len(self.data_source)
 
-    def __getitem__(self, index):
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            epoch, index = key
+            with seeded(self.stream_seed, "augment", epoch, index):
+                return self._sample(index)
+        return self._sample(key)
+
+    def _sample(self, index):
         item = self.data_source[index]
         cached = None if self.cache is None else self.cache.get(index)
         try:
@@ -91,12 +105,42 @@ class SkippingDataLoader(DataLoader):
         return (batch for batch in super().__iter__() if batch is not None)
 
 
+class EpochKeyedSampler(Sampler):
+    """The indices of ``sampler`` as ``(epoch, index)`` keys, so that a sample's augmentation
+    can be keyed by both; a ``RandomSampler``'s order comes from the stream ("order", epoch)
+    of ``seed``. The trainer calls ``set_epoch`` before each epoch."""
+
+    def __init__(self, sampler, seed):
+        self.sampler = sampler
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        if isinstance(self.sampler, RandomSampler):
+            self.sampler.generator.manual_seed(stream_seed(self.seed, "order", epoch))
+        elif hasattr(self.sampler, "set_epoch"):  # a DistributedSampler
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, index) for index in self.sampler)
+
+    def __len__(self):
+        return len(self.sampler)
+
+
 def build_sampler(cfg, dataset, sampler_type, batch_size, is_train):
     """Dassl's sampler and batch size; in a distributed run, this rank's share instead: a
     ``DistributedSampler`` (shuffled for RandomSampler; the trainer sets its epoch) and the
-    batch split over the ranks, so that the batch size stays the global one."""
+    batch split over the ranks, so that the batch size stays the global one. With
+    RANDOMNESS keyed, a train sampler yields ``EpochKeyedSampler`` keys."""
+    keyed = is_train and is_keyed(cfg)
     if not distributed.is_distributed():
-        return SAMPLERS[sampler_type](dataset), batch_size
+        if sampler_type == "RandomSampler" and keyed:
+            sampler = RandomSampler(dataset, generator=torch.Generator())
+        else:
+            sampler = SAMPLERS[sampler_type](dataset)
+        return (EpochKeyedSampler(sampler, run_seed(cfg)) if keyed else sampler), batch_size
     world = distributed.world_size()
     if is_train and batch_size % world:
         raise ValueError(
@@ -110,6 +154,8 @@ def build_sampler(cfg, dataset, sampler_type, batch_size, is_train):
         shuffle=sampler_type == "RandomSampler",
         seed=max(cfg.SEED, 0),
     )
+    if keyed:
+        sampler = EpochKeyedSampler(sampler, run_seed(cfg))
     return sampler, -(-batch_size // world)
 
 
@@ -130,7 +176,8 @@ def report_unreadable(errors, on_bad_image):
 def build_data_loader(cfg, data_source, batch_size, tfm, is_train, sampler_type):
     """A loader as Dassl builds it: drop_last only for training and only when the data fill
     a batch. Pinned memory (with CUDA), persistent workers and, for training, the decoded
-    image cache as the DATALOADER keys say."""
+    image cache as the DATALOADER keys say. Workers end with the process that made them.
+    With RANDOMNESS keyed nothing here draws from the global generators."""
     if sampler_type not in SAMPLERS:
         raise ValueError(f"Unknown sampler '{sampler_type}'; valid: {', '.join(SAMPLERS)}")
     loaders = cfg.DATALOADER
@@ -138,7 +185,7 @@ def build_data_loader(cfg, data_source, batch_size, tfm, is_train, sampler_type)
     cache = None
     if is_train and loaders.CACHE_IMAGES_MB > 0:
         cache = DecodedImageCache(data_source, tfm, loaders.CACHE_IMAGES_MB, num_workers)
-    dataset = DatasetWrapper(data_source, tfm, cfg.DATASET.ON_BAD_IMAGE, cache)
+    dataset = DatasetWrapper(data_source, tfm, cfg.DATASET.ON_BAD_IMAGE, cache, run_seed(cfg))
     if cache is not None:
         report_unreadable(cache.unreadable, cfg.DATASET.ON_BAD_IMAGE)
     sampler, batch_size = build_sampler(cfg, dataset, sampler_type, batch_size, is_train)
@@ -151,6 +198,9 @@ def build_data_loader(cfg, data_source, batch_size, tfm, is_train, sampler_type)
         drop_last=is_train and len(sampler) >= batch_size,
         pin_memory=loaders.PIN_MEMORY and torch.cuda.is_available() and cfg.USE_CUDA,
         persistent_workers=loaders.PERSISTENT_WORKERS and num_workers > 0,
+        worker_init_fn=EndsWithThisProcess(),
+        # the workers' base seed, drawn when an iteration starts: from the loader's own stream
+        generator=generator(run_seed(cfg), "loader") if is_keyed(cfg) else None,
     )
 
 
