@@ -37,6 +37,7 @@ OVERRIDES = [
     "DATASET.TOY.TEST_PER_CLASS", 1,
     "DATALOADER.TRAIN_X.BATCH_SIZE", 16,
     "DATALOADER.NUM_WORKERS", 0,
+    "RANDOMNESS", "global",  # the original draws order and augmentation as Dassl does
     "OPTIM.MAX_EPOCH", EPOCHS,
     "OPTIM.LR_SCHEDULER", "cosine",
     "OPTIM.WARMUP_EPOCH", 2,
