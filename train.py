@@ -40,6 +40,8 @@ from engine.utils import set_random_seed  # noqa: E402
 from scripts import naming  # noqa: E402
 from scripts.spec import REPO  # noqa: E402
 from trainers import builtin  # noqa: E402
+from trainers.evaluated_run import check_same_model  # noqa: E402
+from trainers.method import method_for  # noqa: E402
 
 
 def known_names():
@@ -194,6 +196,8 @@ def main(argv=None):
     engine = load_engine(args.engine)
     cfg = engine.setup_cfg(args)
     check_args(engine, cfg)
+    if args.eval_only and args.model_dir:
+        check_same_model(cfg, args.model_dir)
     cfg = choose_output_dir(args, cfg)
     check_output_dir(cfg.OUTPUT_DIR)
     joined = distributed.init_from_env(cfg.USE_CUDA)
@@ -213,7 +217,8 @@ def run(args, cfg, engine):
         distributed.barrier()
         with run_log(cfg.OUTPUT_DIR):
             notes = [lock.note] if main_process and lock.note else []
-            return run_logged(args, cfg, engine, notes + engine.unused_settings(cfg))
+            notes += engine.unused_settings(cfg) + method_for(cfg).notes()
+            return run_logged(args, cfg, engine, notes)
 
 
 def run_logged(args, cfg, engine, notes):

@@ -24,6 +24,7 @@ from engine.randomness import is_keyed, run_seed, stream_seed, untouched_global_
 from engine.registry import TRAINER_REGISTRY
 from engine.rundir import RESULTS_FILE, results_record
 from models.clip_loader import cast_clip
+from trainers.evaluated_run import check_classes
 from trainers.method import (
     build_clip,
     load_module_state,
@@ -139,6 +140,7 @@ class MethodTrainer(TrainerX):
         if not directory:
             print("Note: no --model-dir given; evaluating the untrained initialisation")
             return
+        check_classes(self.model, directory, self.classnames)
         saved = read_trained_states(directory, self._models, epoch)
         for name, module in saved.items():
             load_module_state(self.method, name, self._models[name], module)

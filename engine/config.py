@@ -194,6 +194,58 @@ def add_project_keys(cfg):
     cfg.DATALOADER.PERSISTENT_WORKERS = True
     cfg.DATALOADER.PIN_MEMORY = True
     cfg.DATALOADER.CACHE_IMAGES_MB = 2048
+    # Shortens (or lengthens) a run for a quick look: MAX_EPOCH and every epoch count of the
+    # schedule (warm-ups, DPT's PRETRAIN.C, ...: ``EPOCH_KEYS``) are multiplied by it when
+    # the config is built; the run's name says so (scripts/naming.py).
+    cfg.OPTIM.EPOCH_SCALE = 1.0
+
+
+# Epoch counts of a schedule, scaled with OPTIM.EPOCH_SCALE, and what it means for a run when
+# one reaches MAX_EPOCH (a note before training). Trainer modules add theirs.
+EPOCH_KEYS = {"OPTIM.WARMUP_EPOCH": "the whole run trains at the warm-up learning rate"}
+
+
+def declare_epoch_key(key, when_it_reaches_max):
+    EPOCH_KEYS[key] = when_it_reaches_max
+
+
+def get_value(cfg, key):
+    """The value of the dotted ``key`` in ``cfg``."""
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def _set(cfg, key, value):
+    *parents, leaf = key.split(".")
+    for part in parents:
+        cfg = cfg[part]
+    cfg[leaf] = value
+
+
+def apply_epoch_scale(cfg):
+    """Multiply MAX_EPOCH and the ``EPOCH_KEYS`` by OPTIM.EPOCH_SCALE (rounded; an epoch
+    count of at least 1 stays at least 1; 0 and the -1 of "unset" stay)."""
+    scale = cfg.OPTIM.EPOCH_SCALE
+    if scale <= 0:
+        raise ValueError(f"OPTIM.EPOCH_SCALE must be > 0 (1 keeps the schedule), got {scale}")
+    if scale == 1:
+        return
+    for key in ("OPTIM.MAX_EPOCH", *EPOCH_KEYS):
+        value = get_value(cfg, key)
+        if value > 0:
+            _set(cfg, key, max(1, round(value * scale)))
+
+
+def schedule_notes(cfg, keys):
+    """A note for each of ``keys`` (``EPOCH_KEYS`` a method reads) that reaches MAX_EPOCH."""
+    max_epoch = cfg.OPTIM.MAX_EPOCH
+    return [
+        f"Note: {key} {get_value(cfg, key)} reaches OPTIM.MAX_EPOCH {max_epoch}: "
+        f"{EPOCH_KEYS[key]}."
+        for key in keys
+        if get_value(cfg, key) >= max_epoch
+    ]
 
 
 CFG_EXTENSIONS = []
@@ -337,15 +389,14 @@ def setup_cfg(args, dassl_defaults=None):
         merge_from_file(cfg, args.config_file)
     reset_cfg_from_args(cfg, args)
     merge_from_list(cfg, getattr(args, "opts", []) or [])
+    apply_epoch_scale(cfg)
     cfg.freeze()
     return cfg
 
 
 def check_at_least(cfg, key, minimum, what):
     """A config value below ``minimum`` is an error naming the key (before anything loads)."""
-    value = cfg
-    for part in key.split("."):
-        value = value[part]
+    value = get_value(cfg, key)
     if value < minimum:
         raise ValueError(
             f"{key} ({what}) must be >= {minimum}, got {value}: set it in the config file or "
@@ -377,11 +428,7 @@ INERT_KEYS = {}  # key -> (default, why it is accepted)
 def add_inert_key(cfg, key, default, why):
     """Add ``key`` (default ``default``), accepted for compatibility though nothing reads it;
     ``inert_key_notes`` tells a run that sets it that it has no effect."""
-    *path, leaf = key.split(".")
-    node = cfg
-    for part in path:
-        node = node[part]
-    node[leaf] = default
+    _set(cfg, key, default)
     INERT_KEYS[key] = (default, why)
 
 

@@ -8,9 +8,7 @@ from yacs.config import CfgNode as CN
 
 from engine.checkpoint import atomic_write, atomic_write_json
 from engine.config import get_cfg_default
-
-CONFIG_FILE = "config.yaml"  # the merged config of the run
-CLASSES_FILE = "classnames.json"  # {"classnames": [...], "template": "a photo of a {}."}
+from engine.rundir import CLASSES_FILE, CONFIG_FILE
 
 
 def save_run_inputs(output_dir, cfg, classnames, template):
@@ -41,11 +39,20 @@ def read_run_inputs(model_dir):
             "training run's --trainer, --config-file and --dataset-config-file, --root (the "
             "dataset, for its class names) and its KEY VALUE overrides after --opts."
         )
+    with open(os.path.join(model_dir, CLASSES_FILE)) as f:
+        record = json.load(f)
+    return read_saved_config(model_dir), record["classnames"], record["template"]
+
+
+def read_saved_config(run_dir):
+    """The config a run saved (``config.yaml``) merged onto the defaults, or None when it
+    saved none. Import ``trainers`` (and ``datasets``) first, so that their keys are known."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        return None
     cfg = get_cfg_default()
     # A file this project wrote: a Dassl run's config also holds Dassl's own trainer blocks.
     cfg.set_new_allowed(True)
-    with open(os.path.join(model_dir, CONFIG_FILE)) as f:
+    with open(path) as f:
         cfg.merge_from_other_cfg(CN.load_cfg(f))
-    with open(os.path.join(model_dir, CLASSES_FILE)) as f:
-        record = json.load(f)
-    return cfg, record["classnames"], record["template"]
+    return cfg

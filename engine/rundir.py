@@ -10,6 +10,8 @@ from collections import OrderedDict
 from engine.config import cfg_digest, experiment_digest
 
 RESULTS_FILE = "results.json"  # written last: its presence marks a finished run
+CONFIG_FILE = "config.yaml"  # the merged config of the run (engine/run_inputs.py)
+CLASSES_FILE = "classnames.json"  # {"classnames": [...], "template": "a photo of a {}."}
 KEPT_ON_OVERWRITE = ("log.txt",)  # grows across sessions; previous-*/ and hidden files stay too
 
 

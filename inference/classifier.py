@@ -213,17 +213,5 @@ def load_classifier(run_dir, load_epoch=None, classnames=None, opts=(), rebuild_
             if classnames:
                 data = SavedClasses(classnames, trainer.template)
                 trainer = ClipTrainer(cfg, method_for(cfg), data=data)
-        if classnames and list(classnames) != list(trained_names):
-            check_context_is_shared(trainer)
-        trainer.load_model(run_dir, epoch=load_epoch)
+        trainer.load_model(run_dir, epoch=load_epoch)  # checks that the classes fit
     return Classifier(trainer)
-
-
-def check_context_is_shared(trainer):
-    """Other class names need a text context that is not tied to the training classes."""
-    learner = trainer.model.learnable_modules().get("prompt_learner")
-    if getattr(learner, "csc", False):
-        raise ValueError(
-            "This run learned a class-specific text context (TRAINER.COOP.CSC True), one per "
-            "training class, so it cannot predict over other class names (--classnames)"
-        )

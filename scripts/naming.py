@@ -38,7 +38,14 @@ def shown(path):
 def setting(cfg):
     """The ``<setting>`` folder of a run: CoOp's ``nctx<N>_csc<CSC>_ctp<POSITION>`` for the
     text prompt, ``_vctx<N>`` added for VLP and DPT's visual prompt, ``vctx<N>`` for VPT,
-    ``nctx<N>_ctxinit<bool>`` for CoCoOp, ``zeroshot`` for zero-shot CLIP."""
+    ``nctx<N>_ctxinit<bool>`` for CoCoOp, ``zeroshot`` for zero-shot CLIP; ``_epochs<S>x``
+    added for a schedule scaled by OPTIM.EPOCH_SCALE S."""
+    name = _prompt_setting(cfg)
+    scale = cfg.OPTIM.EPOCH_SCALE
+    return name if scale == 1 else f"{name}_epochs{scale:g}x"
+
+
+def _prompt_setting(cfg):
     trainer = cfg.TRAINER.NAME
     if trainer == "ZeroshotCLIP":
         return "zeroshot"

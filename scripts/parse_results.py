@@ -87,6 +87,8 @@ def format_report(summary):
         if rows:
             table = base2new_table(rows) if protocol == BASE2NEW else pivot_table(rows)
             parts.append(f"{title}\n\n{table}\n")
+    if summary.warnings:
+        parts.append("\n".join(summary.warnings) + "\n")
     if summary.incomplete:
         lines = [
             f"Missing or unfinished runs ({len(summary.incomplete)}), left out of the numbers:"
@@ -116,6 +118,7 @@ def write_csv(rows, path):
 def write_json(summary, path):
     data = {
         "rows": summary.rows,
+        "warnings": summary.warnings,
         "incomplete": [run.as_dict() for run in summary.incomplete],
         "runs": [run.as_dict() for run in summary.runs],
     }

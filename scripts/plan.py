@@ -3,14 +3,17 @@
 A job is what one worker runs in order: few-shot, one training; base-to-new, the training on
 the base classes, then ``--eval-only`` on the new ones; cross, the training on the source
 dataset, then ``--eval-only`` on every target. Each step is skipped when its directory holds
-``results.json``, so a job that stopped half way continues where it stopped.
+``results.json`` of a run with the planned settings, so a job that stopped half way continues
+where it stopped; a directory holding a run of other settings is ``stale``: it is neither
+counted as done nor trained over.
 """
 
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from engine.config import describe_differences, result_differences
 from engine.rundir import is_finished
 from scripts import naming
 from scripts.spec import REPO, config_name, dataset_config
@@ -24,16 +27,42 @@ ZEROSHOT_CACHE = ".zeroshot_cache"  # below the sweep's output (hidden from the 
 class Step:
     out_dir: str
     argv: list  # train.py arguments
+    cfg: object = field(default=None, repr=False)  # the config train.py builds from argv
+
+    @property
+    def differences(self):
+        """``[(key, value there, value planned)]`` of the settings that can change a result
+        in which the run saved in ``out_dir`` differs from the planned one (``[]`` when the
+        folder holds no saved config)."""
+        from engine.run_inputs import read_saved_config  # torch: imported when needed
+
+        saved = read_saved_config(self.out_dir)
+        return result_differences(saved, self.cfg) if saved is not None else []
+
+    @property
+    def stale(self):
+        return bool(self.differences)
+
+    def why_stale(self):
+        return describe_differences(self.differences, "there", "planned")
 
     @property
     def finished(self):
-        return is_finished(self.out_dir)
+        return is_finished(self.out_dir) and not self.stale
 
     def state(self):
-        """finished (results.json), resume (started, not finished) or new."""
+        """finished (results.json), stale (a run of other settings), resume (started, not
+        finished) or new."""
+        if self.stale:
+            return "stale"
         if self.finished:
             return "finished"
         return "resume" if os.path.exists(self.out_dir) else "new"
+
+    def overwrite(self):
+        """Run again over what the folder holds (train.py moves it aside)."""
+        if "--overwrite" not in self.argv:
+            self.argv.insert(self.argv.index("--output-dir") + 2, "--overwrite")
 
     def command(self):
         """The shell command, with paths below the current directory written relative."""
@@ -55,8 +84,11 @@ class Job:
         return all(step.finished for step in self.steps)
 
     def state(self):
-        """finished when every step is; new when none started; else resume."""
+        """finished when every step is; stale when one is; new when none started; else
+        resume."""
         states = {step.state() for step in self.steps}
+        if "stale" in states:
+            return "stale"
         return states.pop() if len(states) == 1 else "resume"
 
 
@@ -88,6 +120,10 @@ class Planner:
                 "--output-dir", out_dir, *flags, "TEST.ZEROSHOT_CACHE", cache, *spec.opts,
                 *opts]  # fmt: skip
 
+    @staticmethod
+    def step(out_dir, argv):
+        return Step(out_dir, argv, run_config(argv))
+
     def setting(self, trainer, dataset, config, seed, opts):
         cfg = run_config(self.argv(trainer, dataset, config, seed, "", opts=opts))
         name = naming.setting(cfg)
@@ -107,7 +143,7 @@ class Planner:
         out = naming.fewshot_dir(self.spec.output, dataset, trainer, config_name(config), shots,
                                  setting, seed)  # fmt: skip
         argv = self.argv(trainer, dataset, config, seed, out, self.flags(trainer), opts)
-        return Step(out, argv), setting
+        return self.step(out, argv), setting
 
     def fewshot(self, trainer, dataset, config, shots, seed):
         return Job([self.fewshot_step(trainer, dataset, config, shots, seed)[0]])
@@ -124,10 +160,10 @@ class Planner:
 
         train_dir, test_dir = out("train_base"), out("test_new")
         return Job([
-            Step(train_dir, self.argv(trainer, dataset, config, seed, train_dir,
-                                      self.flags(trainer), opts("base"))),
-            Step(test_dir, self.argv(trainer, dataset, config, seed, test_dir,
-                                     self.flags(trainer, train_dir), opts("new"))),
+            self.step(train_dir, self.argv(trainer, dataset, config, seed, train_dir,
+                                           self.flags(trainer), opts("base"))),
+            self.step(test_dir, self.argv(trainer, dataset, config, seed, test_dir,
+                                          self.flags(trainer, train_dir), opts("new"))),
         ])  # fmt: skip
 
     def cross(self, trainer, config, shots, seed):
@@ -137,7 +173,7 @@ class Planner:
             out = naming.cross_dir(self.spec.output, target, trainer, config_name(config), shots,
                                    setting, seed)  # fmt: skip
             flags = self.flags(trainer, train_step.out_dir)
-            steps.append(Step(out, self.argv(trainer, target, config, seed, out, flags)))
+            steps.append(self.step(out, self.argv(trainer, target, config, seed, out, flags)))
         return Job(steps)
 
 
@@ -160,4 +196,24 @@ def plan(spec):
                         else:
                             build = getattr(planner, spec.protocol)
                             jobs.append(build(trainer, dataset, config, shots, seed))
+    check_distinct_dirs(jobs)
     return jobs
+
+
+def check_distinct_dirs(jobs):
+    """Two planned runs in one directory would share (and skip) one run: an error naming
+    both, before any run starts."""
+    planned = {}
+    for job in jobs:
+        for step in job.steps:
+            other = planned.setdefault(step.out_dir, step)
+            if other is step:
+                continue
+            diffs = result_differences(other.cfg, step.cfg)
+            what = describe_differences(diffs, "in one", "in the other") or "the same settings"
+            raise ValueError(
+                f"Two planned runs map to one run directory, {naming.shown(step.out_dir)} "
+                f"({what}): one would be skipped as the other's. Give them different config "
+                f"file names, or run them in separate sweeps with --tag or --output.\n"
+                f"  {other.command()}\n  {step.command()}"
+            )

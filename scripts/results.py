@@ -1,17 +1,24 @@
 """Runs -> result rows: mean ± std over seeds, averages over datasets, base/new/H.
 
 An experiment is a trainer, config, setting and shot count on one dataset; its runs differ
-only in the seed. The std is NumPy's default (population), as in CoOp's parser. Within a
+only in the seed. Runs whose results.json record different experiment digests (settings that
+can change a result, other than the seed) are never averaged together: they become rows of
+their own, their setting marked with the digest, and a warning names the keys that differ.
+The std is NumPy's default (population), as in CoOp's parser. Within a
 protocol every experiment is expected on every dataset and seed seen there: what is absent
 is listed as missing, and an average over datasets is only given when no run of it is
 missing or unfinished (never an average over whatever happened to finish).
 """
 
+import os
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import yaml
 
+from engine.config import describe_differences, result_differences
+from engine.rundir import CONFIG_FILE
 from scripts.naming import BASE2NEW, CROSS, DG, FEWSHOT, OTHER, RunId
 from scripts.runs import Run
 
@@ -39,6 +46,7 @@ class Summary:
     rows: list[dict]
     incomplete: list[Run]  # unfinished runs and runs expected but absent
     runs: list[Run] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _expected_missing(runs):
@@ -97,8 +105,61 @@ def _base2new_row(base, new):
             "H": harmonic_mean(b_mean, n_mean), "n_seeds": n, "seeds": seeds}  # fmt: skip
 
 
+def _saved_config(run):
+    """The run's config.yaml as a dict, or None."""
+    try:
+        with open(os.path.join(run.path, CONFIG_FILE)) as f:
+            return yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def split_variants(runs):
+    """``runs`` with the runs of experiments that mix experiment digests moved to rows of
+    their own (setting ``<setting> [<digest>]``), and a warning per such experiment."""
+    digests = defaultdict(dict)  # experiment -> digest -> a run that has it
+    for run in runs:
+        if run.finished:
+            digests[_experiment(run)].setdefault(run.digest, run)
+    warnings, split = [], []
+    for experiment, variants in digests.items():
+        if len(variants) < 2:
+            continue
+        split.append(experiment)
+        first, *others = variants.values()
+        keys = []
+        for other in others:
+            a, b = _saved_config(first), _saved_config(other)
+            diffs = result_differences(a, b, with_seed=False) if a and b else []
+            keys.append(describe_differences(diffs, f"in {_label(first)}", f"in {_label(other)}")
+                        or f"{_label(other)} records no config to compare")  # fmt: skip
+        i = first.id
+        warnings.append(
+            f"Warning: {i.trainer} {i.config} {i.setting} {i.shots} shots on {i.dataset}: "
+            f"runs of {len(variants)} different settings, shown as separate rows, never "
+            f"averaged: {'; '.join(keys)}"
+        )
+    if not split:
+        return runs, warnings
+    return [
+        replace(run, id=replace(run.id, setting=f"{run.id.setting} [{_label(run)}]"))
+        if _experiment(run) in split else run
+        for run in runs
+    ], warnings  # fmt: skip
+
+
+def _experiment(run):
+    """The runs that share a config: a method on one dataset (base-to-new: base and new)."""
+    return method_of(run.id), run.id.dataset
+
+
+def _label(run):
+    return f"cfg {run.digest[:7]}" if run.digest else "cfg unrecorded"
+
+
 def summarize(runs):
     """Rows (one per experiment, plus an ``Average`` per method) and the incomplete runs."""
+    runs, warnings = split_variants(runs)
     incomplete = [run for run in runs if not run.finished] + _expected_missing(runs)
     values = defaultdict(lambda: defaultdict(dict))  # method -> (dataset, measure) -> seeds
     datasets = defaultdict(set)
@@ -141,4 +202,4 @@ def summarize(runs):
             else:
                 row.update(n_seeds=0, seeds=[])  # an average left out: runs are missing
             rows.append(row)
-    return Summary(rows, incomplete, runs)
+    return Summary(rows, incomplete, runs, warnings)

@@ -32,6 +32,7 @@ class Run:
     accuracy: float | None = None
     why: str = ""  # why an unfinished run is not finished
     unreadable: bool = False  # its results.json could not be read (why says how)
+    digest: str | None = None  # results.json's experiment_digest: equal within an experiment
 
     def as_dict(self):
         return {"path": self.path, **vars(self.id), "finished": self.finished,
@@ -93,7 +94,7 @@ def read_run(path):
     if results:
         if not isinstance(results, dict) or "accuracy" not in results:
             return Run(path, run_id, False, why=f"{RESULTS} holds no accuracy: not a run's")
-        return Run(path, run_id, True, results["accuracy"])
+        return Run(path, run_id, True, results["accuracy"], digest=results.get("experiment_digest"))
     if not os.path.isdir(path):
         return Run(path, run_id, False, why="missing")
     if not lines:

@@ -6,8 +6,10 @@
 
 Runs that finished (``results.json``) are skipped; unfinished ones run again and resume from
 their last checkpoint, so an interrupted sweep is finished by running the same command
-again. A failed run is reported with its log and does not stop the others. At the end: a
-summary and the results table of the sweep's runs. See ``scripts/spec.py`` for the spec and
+again. A folder that holds a run of other settings (its saved config differs in a key that
+can change results) is stale: the sweep lists it and stops before any run, unless
+``--overwrite``. A failed run is reported with its log and does not stop the others. At the
+end: a summary and the results table of the sweep's runs. See ``scripts/spec.py`` for the spec and
 ``scripts/naming.py`` for the run directories.
 """
 
@@ -47,9 +49,16 @@ def build_parser():
     what.add_argument("--seeds", nargs="+", type=int)
     what.add_argument("--configs", nargs="+", help="trainer config names or paths")
     what.add_argument("--tag", help="appended to the setting folder of every run")
-    what.add_argument("--opts", nargs="+", help="KEY VALUE overrides (after the spec's)")
+    what.add_argument("--epoch-scale", type=float,
+                      help="a quick look: every run's epochs, warm-ups and PRETRAIN.C times "
+                      "this (OPTIM.EPOCH_SCALE; the run folders say _epochs<S>x)")  # fmt: skip
+    what.add_argument("--opts", nargs="+", action="extend",
+                      help="KEY VALUE overrides (after the spec's; repeated: all apply)")  # fmt: skip
     how = parser.add_argument_group("how to run")
     how.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    how.add_argument("--overwrite", action="store_true",
+                     help="train stale runs again (folders holding runs of other settings; "
+                     "the old run moves to previous-<timestamp>/ in its folder)")  # fmt: skip
     how.add_argument("--launcher", choices=LAUNCHERS, default="local",
                      help="local: here; slurm: an array job through submitit; submitit-local: "
                      "submitit's local executor (tries the SLURM path on one machine)")  # fmt: skip
@@ -138,16 +147,43 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def stale_report(jobs):
+    """The stale steps and how to go on, or "" when there are none."""
+    stale = [step for job in jobs for step in job.steps if step.stale]
+    if not stale:
+        return ""
+    lines = [f"  stale: {shown(step.out_dir)}: {step.why_stale()}" for step in stale]
+    return "\n".join([
+        f"error: {len(stale)} run folder(s) hold runs of other settings, which this sweep "
+        "neither counts as done nor trains over:", *lines,
+        "To keep them: add --tag NAME (the new runs get folders of their own) or choose "
+        "another --output. To replace them: --overwrite (each old run moves to "
+        "previous-<timestamp>/ in its folder).",
+    ])  # fmt: skip
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.epoch_scale is not None:
+        args.opts = [*(args.opts or []), "OPTIM.EPOCH_SCALE", str(args.epoch_scale)]
     spec = load_spec(args.spec, **{f.name: getattr(args, f.name) for f in fields(Spec)})
     jobs = plan(spec)
     todo = [job for job in jobs if not job.finished]
     states = [job.state() for job in jobs]
-    print(f"Sweep ({spec.protocol}): {len(jobs)} runs: {states.count('finished')} finished, "
-          f"{states.count('resume')} to resume, {states.count('new')} new", flush=True)  # fmt: skip
+    stale = f", {states.count('stale')} stale" if "stale" in states else ""
+    print(f"Sweep ({spec.protocol}): {len(jobs)} runs: {states.count('finished')} finished"
+          f"{stale}, {states.count('resume')} to resume, {states.count('new')} new",
+          flush=True)  # fmt: skip
+    if args.overwrite:
+        for step in (step for job in todo for step in job.steps if step.stale):
+            step.overwrite()
     if args.dry_run:
         print_plan(jobs)
+    report = "" if args.overwrite else stale_report(jobs)
+    if report:
+        print(report, file=sys.stderr)
+        return 2
+    if args.dry_run:
         return 0
     progress = Progress(len(todo))
     signal.signal(signal.SIGTERM, _interrupt)

@@ -116,6 +116,15 @@ def test_eval_only_with_a_setting_that_changes_a_shape(workspace, tmp_path, caps
     evaluated = tmp_path / "eval"
     argv = train_argv(workspace, evaluated, "VPT", "--eval-only", "--model-dir", model,
                       overrides=("TRAINER.VPT.N_CTX", "5"))  # fmt: skip
+    # The run's saved config says what it was trained with: refused before any work.
+    err = refused(argv, capsys, model, workspace["data"])
+    assert (
+        f"error: --model-dir '{model}' was trained with other model settings than this "
+        "evaluation's (TRAINER.VPT.N_CTX: 3 there, 5 here): use the run's values"
+    ) in err
+    assert not evaluated.exists()
+    # Without it (a run of an older version), the checkpoint's shapes and saved config tell.
+    (model / "config.yaml").unlink()
     err = refused(argv, capsys, model, workspace["data"])
     path = model / "visual_prompt" / "model.pth.tar-1"
     assert re.search(

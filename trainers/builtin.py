@@ -9,6 +9,7 @@ from engine.data import DataManager
 from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
 from engine.trainer import Trainer, evaluation_header
 from models.clip_loader import cast_clip
+from trainers.evaluated_run import check_classes
 from trainers.method import (
     build_clip,
     load_module_state,
@@ -166,6 +167,7 @@ class ClipTrainer(Trainer):
             if self.learns:
                 print("Note: no --model-dir given; evaluating the untrained initialisation")
             return
+        check_classes(self.model, directory, self.classnames)
         self.load_states(read_trained_states(directory, self._modules, epoch, best))
 
     def forward_backward(self, batch):

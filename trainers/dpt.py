@@ -6,7 +6,7 @@ original hard-codes; VLP, DPT's ablation without CAVPT, reads them from here.
 """
 
 from engine import distributed
-from engine.config import add_inert_key, check_at_least, extend_cfg
+from engine.config import add_inert_key, check_at_least, declare_epoch_key, extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.dpt import DPTModel, mean_of_selected
 from models.settings import CAVPTCfg, GuidanceCfg
@@ -44,6 +44,17 @@ def dpt_cfg(cfg):
     cfg.TRAINER.DPT.VISUAL_WARMUP_EPOCH = -1
 
 
+declare_epoch_key(
+    "PRETRAIN.C",
+    "the guidance terms (frozen CLIP's features against the learned prompts) stay in the "
+    "loss for the whole run",
+)
+declare_epoch_key("TRAINER.DPT.TEXT_WARMUP_EPOCH", "the text prompt trains at the warm-up rate "
+                  "for the whole run")  # fmt: skip
+declare_epoch_key("TRAINER.DPT.VISUAL_WARMUP_EPOCH", "the visual prompts train at the warm-up "
+                  "rate for the whole run")  # fmt: skip
+
+
 def _optim_with(cfg, **changes):
     optim = cfg.OPTIM.clone()
     optim.defrost()
@@ -69,6 +80,13 @@ class DPT(Method):
     text prompt at TRAINER.DPT.TEXT_LR with its own warm-up."""
 
     config_keys = (TEXT_PROMPT_KEYS, VISUAL_PROMPT_KEYS, GUIDANCE_KEYS, CAVPT_KEYS)
+    training_only_keys = ("PRETRAIN.C", "TRAINER.ALPHA")
+
+    @property
+    def epoch_keys(self):
+        visual = "TRAINER.DPT.VISUAL_WARMUP_EPOCH"
+        visual = visual if self.cfg.TRAINER.DPT.VISUAL_WARMUP_EPOCH >= 0 else "OPTIM.WARMUP_EPOCH"
+        return ("PRETRAIN.C", "TRAINER.DPT.TEXT_WARMUP_EPOCH", visual)
 
     def read_settings(self, cfg):
         self.read_dual_prompt_settings(cfg)

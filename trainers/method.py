@@ -8,7 +8,7 @@ methods: the builtin loop (``trainers/builtin.py``) and Dassl's (``trainers/dass
 
 from yacs.config import CfgNode as CN
 
-from engine.config import config_differences, declare_result_neutral, extend_cfg
+from engine.config import config_differences, declare_result_neutral, extend_cfg, schedule_notes
 from engine.randomness import initialisation
 from engine.registry import TRAINER_REGISTRY
 from models.clip_loader import input_resolution, load_clip
@@ -119,6 +119,10 @@ class Method:
     """
 
     config_keys = ()
+    # The schedule's epoch counts (engine.config.EPOCH_KEYS) this method reads.
+    epoch_keys = ("OPTIM.WARMUP_EPOCH",)
+    # Keys of ``config_keys`` that only the training loss reads (not the model).
+    training_only_keys = ()
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -132,6 +136,15 @@ class Method:
 
     def read_settings(self, cfg):
         """Hook: read (and so validate) the method's settings from ``cfg``."""
+
+    def model_keys(self):
+        """The config keys that define the model (an evaluation must use the run's)."""
+        keys = [key for keys in self.config_keys for key in keys.keys.values()]
+        return [key for key in keys if key not in self.training_only_keys]
+
+    def notes(self):
+        """Notes before training, e.g. a warm-up that lasts the whole run."""
+        return schedule_notes(self.cfg, self.epoch_keys)
 
     def precision(self, device):
         """The ``engine.precision`` mode to run in on ``device``."""
