@@ -53,7 +53,7 @@ def build_parser():
                       help="a quick look: every run's epochs, warm-ups and PRETRAIN.C times "
                       "this (OPTIM.EPOCH_SCALE; the run folders say _epochs<S>x)")  # fmt: skip
     what.add_argument("--opts", nargs="+", action="extend",
-                      help="KEY VALUE overrides (after the spec's; repeated: all apply)")  # fmt: skip
+                      help="KEY VALUE overrides (after the spec's; all when repeated)")  # fmt: skip
     how = parser.add_argument_group("how to run")
     how.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     how.add_argument("--overwrite", action="store_true",
