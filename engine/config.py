@@ -241,8 +241,7 @@ def schedule_notes(cfg, keys):
     """A note for each of ``keys`` (``EPOCH_KEYS`` a method reads) that reaches MAX_EPOCH."""
     max_epoch = cfg.OPTIM.MAX_EPOCH
     return [
-        f"Note: {key} {get_value(cfg, key)} reaches OPTIM.MAX_EPOCH {max_epoch}: "
-        f"{EPOCH_KEYS[key]}."
+        f"Note: {key} {get_value(cfg, key)} reaches OPTIM.MAX_EPOCH {max_epoch}: {EPOCH_KEYS[key]}."
         for key in keys
         if get_value(cfg, key) >= max_epoch
     ]
