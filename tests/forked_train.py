@@ -3,11 +3,11 @@ run takes about a second), with hooks on the files it puts into its run director
 
 Every file of a run directory (checkpoints, ``last_epoch.json``, Dassl's pointers,
 ``results.json``) is written to a temporary file that ``os.replace`` renames into place. In the
-child, ``os.replace`` counts those renames and, at a chosen one (its 1-based index, or the
-file's path relative to the run directory), can kill the process with SIGKILL: ``before`` the
-rename, after cutting the temporary file to half its size (a kill while the file is being
-written), or just ``after`` it (a kill between two writes); or pause it until the test lets
-it go on (e.g. to start a second process meanwhile).
+child, ``os.replace`` counts those renames and, at a chosen one (its 1-based index, the
+file's path relative to the run directory, or ``<path>#<n>`` for that file's n-th rename), can
+kill the process with SIGKILL: ``before`` the rename, after cutting the temporary file to half
+its size (a kill while the file is being written), or just ``after`` it (a kill between two
+writes); or pause it until the test lets it go on (e.g. to start a second process meanwhile).
 """
 
 import os
@@ -45,7 +45,7 @@ class ForkedRun:
 
     def _child(self, argv, kill_at, when, pause_at, renames_file, paused_w, resume_r):
         sys.stdout = sys.stderr = open(self.console, "a", buffering=1)  # noqa: SIM115
-        replace, count = os.replace, [0]
+        replace, count, per_file = os.replace, [0], {}
 
         def hooked_replace(src, dst, *args, **kwargs):
             renamed = os.path.relpath(dst, self.out)
@@ -55,7 +55,8 @@ class ForkedRun:
             if renames_file:
                 with open(renames_file, "a") as f:
                     f.write(renamed + "\n")
-            chosen = (count[0], renamed)
+            per_file[renamed] = per_file.get(renamed, 0) + 1
+            chosen = (count[0], renamed, f"{renamed}#{per_file[renamed]}")
             if pause_at in chosen:
                 os.write(paused_w, b"p")
                 os.read(resume_r, 1)

@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 
 import pytest
+import torch
 
 from engine.data import save_split
 from engine.data.splits import read_and_split_data
@@ -74,3 +75,20 @@ def read_only(folder):
         if immutable:
             subprocess.run(["chattr", "-i", str(folder)], check=True)
         os.chmod(folder, mode)
+
+
+def assert_identical(a, b, path="run"):
+    """Exact equality of nested dicts, lists and tensors (no tolerance)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, path
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and sorted(a) == sorted(b), path
+        for key in a:
+            assert_identical(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"

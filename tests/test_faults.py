@@ -15,7 +15,7 @@ import torch
 import train
 from engine.checkpoint import EPOCH_FILE, TEMP_PREFIX
 from tests.forked_train import ForkedRun, launch
-from tests.run_fixtures import make_workspace, read_only, train_argv
+from tests.run_fixtures import assert_identical, make_workspace, read_only, train_argv
 
 CLASSES = {name: 6 for name in ["ant", "bee", "cat", "dog", "eel", "fox"]}
 MODULES = ["visual_prompt", "cavpt", "prompt_learner"]
@@ -43,23 +43,6 @@ def final_state(out):
                 key: ckpt[key] for key in ("state_dict", "optimizer", "scheduler", "epoch")
             }
     return state
-
-
-def assert_identical(a, b, path="run"):
-    """Exact equality of nested dicts, lists and tensors (no tolerance)."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, path
-        assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and sorted(a) == sorted(b), path
-        for key in a:
-            assert_identical(a[key], b[key], f"{path}/{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_identical(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
 
 
 @pytest.fixture(scope="module")
