@@ -18,3 +18,27 @@ def allow_current_torch_schedulers():
         LRScheduler.__init__(self, optimizer, last_epoch)
 
     _BaseWarmupScheduler.__init__ = __init__
+
+
+def save_warmup_successors_as_states():
+    """Dassl's warm-up schedulers keep their successor scheduler, optimizer included, as an
+    object in ``state_dict()``: torch >= 2.6 refuses to load such a checkpoint (weights only),
+    and where it loads, the successor steps an unpickled copy of the optimizer, so the learning
+    rate stops following the schedule after a resume past the warm-up. Save the successor's
+    state instead and load it into the live successor (an older checkpoint's object too)."""
+    from dassl.optim.lr_scheduler import _BaseWarmupScheduler
+
+    def state_dict(self):
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "successor")}
+        return {**state, "successor": self.successor.state_dict()}
+
+    def load_state_dict(self, state_dict):
+        state = dict(state_dict)
+        successor = state.pop("successor")
+        if not isinstance(successor, dict):
+            successor = successor.state_dict()
+        self.successor.load_state_dict(successor)
+        self.__dict__.update(state)
+
+    _BaseWarmupScheduler.state_dict = state_dict
+    _BaseWarmupScheduler.load_state_dict = load_state_dict

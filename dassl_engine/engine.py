@@ -9,7 +9,7 @@ from dassl.config import get_cfg_default as dassl_cfg_default
 from dassl.data.datasets import DATASET_REGISTRY as DASSL_DATASETS
 from dassl.engine import TRAINER_REGISTRY as DASSL_TRAINERS
 
-from dassl_engine.compat import allow_current_torch_schedulers
+from dassl_engine.compat import allow_current_torch_schedulers, save_warmup_successors_as_states
 from dassl_engine.datasets import register_datasets
 from dassl_engine.trainer import build_trainer, register_methods  # noqa: F401 (engine API)
 from engine import config as engine_config
@@ -24,6 +24,7 @@ UNUSED_KEYS = (
 )
 
 allow_current_torch_schedulers()
+save_warmup_successors_as_states()
 register_datasets()
 register_methods()
 

@@ -9,8 +9,10 @@ import json
 import os
 import pickle
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -253,3 +255,74 @@ def test_dpt_on_dassl_pacs_trained_on_three_domains_tested_on_the_fourth(tmp_pat
     assert f"* total: {len(PACS_CLASSES) * 3}" in log
     assert re.search(r"Source +\['art_painting', 'cartoon', 'photo'\]", log)
     assert re.search(r"# train_x +42", log)  # 3 domains x 7 classes x 2 train images
+
+
+def read_if_there(path):
+    return path.read_text() if path.exists() else ""
+
+
+def final_weights(run_dir, epoch=2):
+    """Every module's last checkpoint of a DPT run: weights, optimiser and scheduler states."""
+    return {
+        module: {
+            key: value
+            for key, value in torch.load(
+                run_dir / module / f"model.pth.tar-{epoch}", weights_only=False
+            ).items()
+            if key in ("state_dict", "optimizer", "scheduler", "epoch")
+        }
+        for module in ("visual_prompt", "cavpt", "prompt_learner")
+    }
+
+
+AUGMENTED = ("INPUT.TRANSFORMS", "['random_resized_crop', 'random_flip', 'normalize']",
+             "OPTIM.MAX_EPOCH", "3", "TRAIN.CHECKPOINT_FREQ", "1")  # fmt: skip
+
+
+@pytest.mark.slow
+@needs_dassl
+def test_keyed_dassl_runs_do_not_depend_on_workers_the_zero_shot_cache_or_a_resume(tmp_path):
+    """Under Dassl's loaders too (RANDOMNESS keyed): 2 workers, a warm zero-shot cache and a
+    SIGKILL in epoch 2 (after Dassl saved epoch 1) followed by the same command give the
+    reference run's weights."""
+    from tests.forked_train import ForkedRun, launch
+    from tests.run_fixtures import assert_identical
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    opts = (*AUGMENTED, "TEST.ZEROSHOT_BASELINE", "True", "TEST.ZEROSHOT_CACHE", str(cache))
+    reference = tmp_path / "reference"
+    assert not launch(toy_argv(data, reference, "DPT", "dassl", opts=opts), reference)
+    assert "Reusing the evaluation" not in (reference / "log.txt").read_text()
+    again = tmp_path / "workers_warm_killed"
+    argv = toy_argv(data, again, "DPT", "dassl", opts=(*opts, "DATALOADER.NUM_WORKERS", "2"))
+    run, deadline = ForkedRun(argv, again), time.monotonic() + 240
+    while "epoch [2/3] batch [" not in read_if_there(again / "log.txt"):
+        assert time.monotonic() < deadline, read_if_there(again / "log.txt")[-2000:]
+        time.sleep(0.01)
+    os.kill(run.pid, signal.SIGKILL)
+    assert run.wait()
+    assert not launch(argv, again)
+    log = (again / "log.txt").read_text()
+    assert "Reusing the evaluation" in log and "(will resume training)" in log
+    assert_identical(final_weights(again, 3), final_weights(reference, 3))
+    assert results(again)["accuracy"] == results(reference)["accuracy"]
+
+
+@pytest.mark.slow
+@needs_dassl
+def test_with_randomness_global_both_engines_train_bit_identical_weights(tmp_path):
+    """The documented way to show the method code is one under both engines."""
+    from tests.run_fixtures import assert_identical
+
+    opts = (*AUGMENTED, "RANDOMNESS", "global")
+    runs = {}
+    for engine in ("builtin", "dassl"):
+        runs[engine] = tmp_path / engine
+        train.main(toy_argv(tmp_path / "data", runs[engine], "DPT", engine, opts=opts))
+    builtin, dassl = final_weights(runs["builtin"], 3), final_weights(runs["dassl"], 3)
+    for module in builtin:  # optimisers and schedulers are each engine's own objects
+        assert_identical(builtin[module]["state_dict"], dassl[module]["state_dict"], module)
+        assert_identical(
+            builtin[module]["optimizer"]["state"], dassl[module]["optimizer"]["state"], module
+        )
+    assert results(runs["builtin"])["accuracy"] == results(runs["dassl"])["accuracy"]
