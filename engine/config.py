@@ -5,6 +5,7 @@ flags, trailing ``KEY VALUE`` overrides. Unknown keys are errors that name the c
 valid key, so a typo never silently falls back to a default.
 """
 
+import ast
 import difflib
 import hashlib
 import json
@@ -330,6 +331,7 @@ def merge_from_file(cfg, path):
         raise FileNotFoundError(f"Config file not found: '{path}' (check the path and cwd)")
     other = _read_yaml_cfg(path)
     _check_known_keys(cfg, other, f"config file '{path}'")
+    _widen_ints(cfg, other)
     try:
         cfg.merge_from_other_cfg(other)
     except ValueError as err:  # yacs: a value of the wrong type, e.g. LR: "fast"
@@ -349,7 +351,33 @@ def merge_from_list(cfg, opts):
                 hint = f" Did you mean '{close[0]}'?" if close else ""
                 raise KeyError(f"Unknown config key '{key}' on the command line.{hint}")
             node = node[part]
-    cfg.merge_from_list(list(opts))
+    values = []
+    for key, value in zip(opts[0::2], opts[1::2]):
+        if isinstance(get_value(cfg, key), float) and type(_literal(value)) is int:
+            value = str(float(_literal(value)))  # OPTIM.LR 1 as OPTIM.LR 1.0
+        values += [key, value]
+    cfg.merge_from_list(values)
+
+
+def _literal(value):
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def _widen_ints(cfg, other):
+    """An integer where the default is a float (``LR: 1``) is that float: yacs would refuse
+    it as a type mismatch."""
+    for key, value in other.items():
+        if key not in cfg:
+            continue
+        if isinstance(value, CN) and isinstance(cfg[key], CN):
+            _widen_ints(cfg[key], value)
+        elif isinstance(cfg[key], float) and type(value) is int:
+            other[key] = float(value)
 
 
 def reset_cfg_from_args(cfg, args):

@@ -206,3 +206,40 @@ def test_parse_results_names_a_corrupt_results_json_and_prints_the_rest(tmp_path
     assert f"cannot read {corrupt} (JSONDecodeError: " in captured.out
     assert f"error: could not read {corrupt} (the reason is listed above)" in captured.err
     assert snapshot(tmp_path) == before
+
+
+def test_eval_only_with_another_trainer_names_both(workspace, tmp_path, capsys):
+    model = tmp_path / "vpt"
+    fast = ("OPTIM.MAX_EPOCH", "1", "TEST.ZEROSHOT_BASELINE", "False")
+    assert train.cli(train_argv(workspace, model, "VPT", overrides=fast)) == 0
+    capsys.readouterr()
+    evaluated = tmp_path / "eval"
+    argv = train_argv(workspace, evaluated, "CoOp", "--eval-only", "--model-dir", model)
+    err = refused(argv, capsys, model, workspace["data"])
+    assert (
+        f"error: --model-dir '{model}' holds a VPT run (its config.yaml), but this evaluation "
+        "builds CoOp (--trainer): evaluate it with --trainer VPT and the config file it was "
+        "trained with."
+    ) in err
+    assert not evaluated.exists()
+
+
+def test_a_class_specific_context_is_refused_on_other_classes_of_the_same_number(tmp_path, capsys):
+    """Base-to-new with 4 classes: 2 base, 2 new. Each base class's context would be applied
+    to the new class of its index without a word."""
+    ws = make_workspace(tmp_path, {name: 5 for name in ["ant", "bee", "cat", "dog"]})
+    model = tmp_path / "base"
+    csc = ("TRAINER.COOP.CSC", "True", "OPTIM.MAX_EPOCH", "1")
+    assert train.cli(train_argv(ws, model, "CoOp", overrides=(*csc, "DATASET.SUBSAMPLE_CLASSES",
+                                                                 "base"))) == 0  # fmt: skip
+    capsys.readouterr()
+    evaluated = tmp_path / "new"
+    argv = train_argv(ws, evaluated, "CoOp", "--eval-only", "--model-dir", model,
+                      overrides=(*csc, "DATASET.SUBSAMPLE_CLASSES", "new"))  # fmt: skip
+    err = refused(argv, capsys, model, ws["data"], ignoring=RUN_RECORDS)
+    assert (
+        f"error: '{model}' learned a class-specific text context (TRAINER.COOP.CSC True), one "
+        "per class of its 2 training classes (classnames.json); it cannot classify other "
+        "classes (here 2: cat, dog)"
+    ) in err
+    assert not (evaluated / "results.json").exists()

@@ -21,6 +21,7 @@ from engine.config import (
 )
 from tests.run_fixtures import REPO
 from trainers import builtin
+from trainers.method import method_for
 
 
 def _args(**kw):
@@ -222,3 +223,52 @@ def test_original_keys_that_nothing_reads_are_accepted_with_a_note():
         "Note: TRAINER.VPT.LN True has no effect (the original DPT code defines it, never reads "
         "it).",
     ]
+
+
+def _dpt(*opts):
+    config = os.path.join(REPO, "configs", "trainers", "DPT", "vit_b16.yaml")
+    return setup_cfg(_args(trainer="DPT", config_file=config, opts=list(opts)))
+
+
+def test_epoch_scale_shortens_the_warm_ups_and_the_guidance_with_the_run_and_names_it():
+    from scripts import naming
+
+    cfg = _dpt("OPTIM.EPOCH_SCALE", "0.25")  # 60 epochs, warm-up 10, PRETRAIN.C 30
+    assert (cfg.OPTIM.MAX_EPOCH, cfg.OPTIM.WARMUP_EPOCH, cfg.PRETRAIN.C) == (15, 2, 8)
+    assert cfg.TRAINER.DPT.TEXT_WARMUP_EPOCH == 1  # 1 stays at least 1
+    assert cfg.TRAINER.DPT.VISUAL_WARMUP_EPOCH == -1  # unset stays unset
+    assert naming.setting(cfg) == "nctx16_cscFalse_ctpend_vctx10_epochs0.25x"
+    assert naming.setting(_dpt()) == "nctx16_cscFalse_ctpend_vctx10"
+    assert method_for(cfg).notes() == []
+    with pytest.raises(ValueError, match=r"OPTIM.EPOCH_SCALE must be > 0 \(1 keeps the schedule"):
+        _dpt("OPTIM.EPOCH_SCALE", "0")
+
+
+def test_a_warm_up_or_guidance_that_reaches_the_end_of_the_run_is_noted():
+    assert method_for(_dpt("OPTIM.MAX_EPOCH", "10")).notes() == [
+        "Note: PRETRAIN.C 30 reaches OPTIM.MAX_EPOCH 10: the guidance terms (frozen CLIP's "
+        "features against the learned prompts) stay in the loss for the whole run.",
+        "Note: OPTIM.WARMUP_EPOCH 10 reaches OPTIM.MAX_EPOCH 10: the whole run trains at the "
+        "warm-up learning rate.",
+    ]
+    coop = os.path.join(REPO, "configs", "trainers", "CoOp", "vit_b32.yaml")
+    cfg = setup_cfg(_args(trainer="CoOp", config_file=coop,
+                          opts=["OPTIM.MAX_EPOCH", "2", "OPTIM.WARMUP_EPOCH", "2"]))  # fmt: skip
+    assert method_for(cfg).notes() == [
+        "Note: OPTIM.WARMUP_EPOCH 2 reaches OPTIM.MAX_EPOCH 2: the whole run trains at the "
+        "warm-up learning rate."
+    ]
+    # PRETRAIN.C is DPT's: another method is never told about it
+    assert not any("PRETRAIN.C" in note for note in method_for(cfg).notes())
+
+
+def test_an_integer_for_a_float_key_is_that_float(tmp_path):
+    method = tmp_path / "m.yaml"
+    method.write_text("OPTIM:\n  LR: 1\n  WEIGHT_DECAY: 0\n")
+    cfg = setup_cfg(_args(config_file=str(method), opts=["OPTIM.EPOCH_SCALE", "2"]))
+    assert cfg.OPTIM.LR == 1.0 and isinstance(cfg.OPTIM.LR, float)
+    assert cfg.OPTIM.WEIGHT_DECAY == 0.0 and cfg.OPTIM.EPOCH_SCALE == 2.0
+    cfg = setup_cfg(_args(opts=["OPTIM.LR", "3", "TRAINER.COOP.N_CTX", "4"]))
+    assert cfg.OPTIM.LR == 3.0 and cfg.TRAINER.COOP.N_CTX == 4
+    with pytest.raises(ValueError, match="Type mismatch"):  # a bool stays a bool
+        setup_cfg(_args(opts=["OPTIM.LR", "True"]))

@@ -263,3 +263,87 @@ def test_compare_script_dry_run_prints_the_plan_and_parses_nothing():
     assert "Sweep (fewshot): 45 runs:" in result.stdout
     assert result.stdout.count(" train.py --root ") == 45
     assert "error" not in result.stderr and "Few-shot accuracy" not in result.stdout
+
+
+def test_two_planned_runs_in_one_folder_are_an_error_before_any_run(workspace, tmp_path):
+    other = tmp_path / "elsewhere" / "tiny.yaml"  # the same file name as the shipped tiny.yaml
+    other.parent.mkdir()
+    other.write_text("OPTIM:\n  LR: 0.5\n")
+    shipped = os.path.join(REPO, "configs", "trainers", "CoOp", "tiny.yaml")
+    fields = tiny_spec(workspace, tmp_path / "out", trainers=["CoOp"])
+    fields["configs"] = {"CoOp": [shipped, str(other)]}
+    with pytest.raises(ValueError) as err:
+        sweep.main(["--spec", write_spec(tmp_path / "spec.yaml", fields)])
+    message = str(err.value)
+    assert message.startswith("Two planned runs map to one run directory, ")
+    assert "OPTIM.LR: 0.002 in one, 0.5 in the other" in message
+    assert "Give them different config file names" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_wrappers_add_extra_opts_to_their_own(workspace):
+    env = {**os.environ, "DATA": workspace["data"]}
+    result = subprocess.run(
+        ["bash", "scripts/coop/main.sh", "toy", "tiny", "end", "16", "4", "False",
+         "--opts", "OPTIM.MAX_EPOCH", "10", "--dry-run"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if " train.py " in line]
+    assert len(commands) == 3  # seeds 1 2 3
+    for command in commands:
+        assert "/CoOp/tiny_4shots/nctx16_cscFalse_ctpend/seed" in command
+        assert "TRAINER.COOP.N_CTX 16 TRAINER.COOP.CSC False" in command
+        assert "TRAINER.COOP.CLASS_TOKEN_POSITION end OPTIM.MAX_EPOCH 10 " in command
+
+
+@pytest.mark.slow
+def test_a_run_of_other_settings_is_stale_never_finished_and_overwrite_trains_it(
+    workspace, tmp_path, capsys
+):
+    out = tmp_path / "output"
+    spec = write_spec(tmp_path / "spec.yaml", tiny_spec(workspace, out, trainers=["CoOp"]))
+    assert sweep.main(["--spec", spec]) == 0
+    run = naming.fewshot_dir(str(out), "toy", "CoOp", "tiny", 2, SETTING, 1)
+    first = os.path.getmtime(os.path.join(run, "results.json"))
+    capsys.readouterr()
+
+    # The same folder, other settings: listed with the keys that differ, nothing trained.
+    changed = ["--spec", spec, "--opts", "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.5"]
+    assert sweep.main(changed) == 2
+    out_text, err = capsys.readouterr()
+    assert "Sweep (fewshot): 1 runs: 0 finished, 1 stale, 0 to resume, 0 new" in out_text
+    assert (
+        f"  stale: {naming.shown(run)}: OPTIM.LR: 0.002 there, 0.5 planned; "
+        "OPTIM.MAX_EPOCH: 1 there, 2 planned"
+    ) in err
+    assert "To keep them: add --tag NAME" in err and "To replace them: --overwrite" in err
+    assert os.path.getmtime(os.path.join(run, "results.json")) == first
+    # A change that cannot change the numbers is not one.
+    assert sweep.main(["--spec", spec, "--opts", "TRAIN.PRINT_FREQ", "7", "--dry-run"]) == 0
+    assert "1 runs: 1 finished" in capsys.readouterr().out
+
+    # A second run of the same experiment with other settings (seed 2, with --tag-less
+    # copies): the table shows them as two rows, never one mean, and names the key.
+    seed2 = os.path.join(os.path.dirname(run), "seed2")
+    shutil.copytree(run, seed2)
+    config = yaml.safe_load(read(os.path.join(seed2, "config.yaml")))
+    record = json.loads(read(os.path.join(seed2, "results.json")))
+    config["OPTIM"]["LR"], config["SEED"] = 0.5, 2
+    record["experiment_digest"], record["seed"] = "0123456789abcdef", 2
+    with open(os.path.join(seed2, "config.yaml"), "w") as f:
+        yaml.safe_dump(config, f)
+    with open(os.path.join(seed2, "results.json"), "w") as f:
+        json.dump(record, f)
+    summary = parse_results.main([str(out), "--out", str(tmp_path / "tables")])
+    assert sorted(row["n_seeds"] for row in summary.rows) == [1, 1]
+    warning = capsys.readouterr().out
+    assert "runs of 2 different settings, shown as separate rows, never averaged" in warning
+    assert "OPTIM.LR: 0.002 in " in warning and ", 0.5 in " in warning
+    shutil.rmtree(seed2)
+
+    # --overwrite trains it again; the old run moves aside.
+    assert sweep.main([*changed, "--overwrite"]) == 0
+    assert os.path.getmtime(os.path.join(run, "results.json")) > first
+    assert json.loads(read(os.path.join(run, "results.json")))["epoch"] == 2
+    assert glob.glob(os.path.join(run, "previous-*", "results.json"))
