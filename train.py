@@ -176,6 +176,13 @@ def choose_output_dir(args, cfg):
     return cfg
 
 
+def evaluates_again(args):
+    """An evaluation in its default folder (``RUN/eval/...``) replaces the one before it,
+    which moves to ``previous-<timestamp>/`` there: evaluating a run again (e.g. with
+    TEST.PER_CLASS_RESULT True) needs no --overwrite and loses nothing."""
+    return bool(args.eval_only and args.model_dir and not output_dir_given(args))
+
+
 def describe_parallelism(cfg):
     if distributed.is_distributed():
         print(
@@ -213,7 +220,7 @@ def run(args, cfg, engine):
     main_process = distributed.is_main_process()
     with RunLock(cfg.OUTPUT_DIR) if main_process else contextlib.nullcontext() as lock:
         if main_process:
-            prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite)
+            prepare_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite or evaluates_again(args))
         distributed.barrier()
         with run_log(cfg.OUTPUT_DIR):
             notes = [lock.note] if main_process and lock.note else []

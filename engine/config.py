@@ -339,6 +339,12 @@ def merge_from_file(cfg, path):
 
 
 def merge_from_list(cfg, opts):
+    flags = [opt for opt in opts if str(opt).startswith("--")]
+    if flags:
+        raise ValueError(
+            f"{flags[0]} comes after the KEY VALUE overrides, where it is read as a key: put "
+            "flags (--overwrite, --eval-only, ...) before the overrides"
+        )
     if len(opts) % 2:
         raise ValueError(
             f"Config overrides must be KEY VALUE pairs; got an odd number of items: {opts}"

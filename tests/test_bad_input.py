@@ -243,3 +243,13 @@ def test_a_class_specific_context_is_refused_on_other_classes_of_the_same_number
         "classes (here 2: cat, dog)"
     ) in err
     assert not (evaluated / "results.json").exists()
+
+
+def test_a_flag_after_the_overrides_is_named(workspace, tmp_path, capsys):
+    out = tmp_path / "run"
+    err = refused([*train_argv(workspace, out, "CoOp"), "--overwrite"], capsys, workspace["data"])
+    assert (
+        "error: --overwrite comes after the KEY VALUE overrides, where it is read as a key: put "
+        "flags (--overwrite, --eval-only, ...) before the overrides"
+    ) in err
+    assert not out.exists()

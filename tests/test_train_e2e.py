@@ -199,6 +199,13 @@ def test_eval_only_writes_below_the_evaluated_run_and_never_moves_it(workspace):
         )
     )
     assert (run / "eval" / "imagefolder_new_test_epoch2" / "results.json").is_file()
+    # Evaluated again (per class this time): the evaluation before it moves aside.
+    per_class = ("TEST.PER_CLASS_RESULT", "True")
+    train.main(without_output_dir(coop_argv(workspace, run, *evaluate, overrides=per_class)))
+    again = json.loads((run / "eval" / "imagefolder_test" / "results.json").read_text())
+    assert again["accuracy"] == evaluated["accuracy"] and "per_class" in again
+    (previous,) = (run / "eval" / "imagefolder_test").glob("previous-*")
+    assert json.loads((previous / "results.json").read_text()) == results
 
     # Into the run itself, or a folder holding it: refused, with --overwrite too.
     message = (f"never writes into the run it evaluates (and --overwrite would move its "
