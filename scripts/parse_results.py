@@ -42,8 +42,11 @@ def collect(roots):
 
 
 def mean_std(row, key):
+    """``mean ± std`` over the seeds; a single seed has no spread to show."""
     if row.get(key) is None:
         return "—"
+    if row.get("n_seeds") == 1:
+        return f"{row[key]:.2f}"
     return f"{row[key]:.2f} ± {row[key + '_std']:.2f}"
 
 

@@ -15,7 +15,9 @@ from matplotlib.figure import Figure
 from scripts.naming import BASE2NEW, FEWSHOT
 from scripts.results import AVERAGE
 
-LEGEND_ENTRY_WIDTH_IN = 1.6  # a marker and a label such as "ZeroshotCLIP" at the default font
+# A legend entry's width: its marker and gaps, and each character of its label, at the default
+# font size (10 pt), so that long labels (a method's variants) take fewer columns, never cut.
+LEGEND_MARKER_IN, LEGEND_CHAR_IN = 0.6, 0.075
 # One colour per method in every figure (matplotlib's tab10); other trainers get one of the
 # rest, chosen from their name, so they too keep it from figure to figure.
 METHOD_COLORS = {"ZeroshotCLIP": "tab:gray", "CoOp": "tab:blue", "CoCoOp": "tab:cyan",
@@ -84,7 +86,8 @@ def _legend(fig, axes):
     for ax in axes.values():
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
-    fits = max(1, int(fig.get_figwidth() / LEGEND_ENTRY_WIDTH_IN))
+    entry_width = LEGEND_MARKER_IN + LEGEND_CHAR_IN * max(map(len, entries))
+    fits = max(1, int(fig.get_figwidth() / entry_width))
     fig.legend(entries.values(), entries.keys(), loc="outside lower center",
                ncols=min(len(entries), fits))  # fmt: skip
 

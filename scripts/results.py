@@ -148,6 +148,44 @@ def split_variants(runs):
     ], warnings  # fmt: skip
 
 
+ZEROSHOT = "ZeroshotCLIP"
+BASELINE_SETTING = "baseline of the runs"
+
+
+def zeroshot_baselines(runs):
+    """Zero-shot CLIP as the trained runs measured it (results.json's zeroshot_accuracy, on
+    the same split and classes), as runs of their own: trainer ZeroshotCLIP, config the
+    backbone, setting ``baseline of the runs``; one per protocol, dataset, backbone, shots,
+    seed and measure. Left out where ZeroshotCLIP runs of the dataset are there already. A
+    warning names baselines that disagree (runs of other data or templates in one table)."""
+    evaluated = {(r.id.protocol, r.id.dataset) for r in runs if r.id.trainer == ZEROSHOT}
+    baselines, values = {}, defaultdict(set)
+    for run in runs:
+        if not run.finished or run.zeroshot is None or run.id.trainer == ZEROSHOT:
+            continue
+        if (run.id.protocol, run.id.dataset) in evaluated:
+            continue
+        backbone = _backbone_name(run.backbone)
+        run_id = replace(run.id, trainer=ZEROSHOT, config=backbone, setting=BASELINE_SETTING)
+        baselines.setdefault(run_id, Run(run.path, run_id, True, run.zeroshot))
+        values[run_id].add(round(run.zeroshot, 6))
+    warnings = [
+        f"Warning: zero-shot CLIP ({i.config}) on {i.dataset}, {i.shots} shots, seed {i.seed}: "
+        f"the runs measured {', '.join(f'{v:.2f}' for v in sorted(found))}; the table shows "
+        "the first"
+        for i, found in values.items()
+        if len(found) > 1
+    ]
+    return list(baselines.values()), warnings
+
+
+def _backbone_name(backbone):
+    """``ViT-B/16`` as it is; a checkpoint file by its name."""
+    if not backbone:
+        return "?"
+    return os.path.basename(backbone) if os.path.splitext(backbone)[1] else backbone
+
+
 def _experiment(run):
     """The runs that share a config: a method on one dataset (base-to-new: base and new)."""
     return method_of(run.id), run.id.dataset
@@ -161,10 +199,12 @@ def summarize(runs):
     """Rows (one per experiment, plus an ``Average`` per method) and the incomplete runs."""
     runs, warnings = split_variants(runs)
     incomplete = [run for run in runs if not run.finished] + _expected_missing(runs)
+    baselines, disagreeing = zeroshot_baselines(runs)
+    warnings += disagreeing
     values = defaultdict(lambda: defaultdict(dict))  # method -> (dataset, measure) -> seeds
     datasets = defaultdict(set)
     first = {}  # the run counted for each experiment and seed
-    for run in runs:
+    for run in runs + baselines:
         datasets[run.id.protocol].add(run.id.dataset)
         if not run.finished:
             continue

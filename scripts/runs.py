@@ -33,6 +33,8 @@ class Run:
     why: str = ""  # why an unfinished run is not finished
     unreadable: bool = False  # its results.json could not be read (why says how)
     digest: str | None = None  # results.json's experiment_digest: equal within an experiment
+    zeroshot: float | None = None  # zero-shot CLIP's accuracy on the same split, if evaluated
+    backbone: str | None = None
 
     def as_dict(self):
         return {"path": self.path, **vars(self.id), "finished": self.finished,
@@ -94,7 +96,8 @@ def read_run(path):
     if results:
         if not isinstance(results, dict) or "accuracy" not in results:
             return Run(path, run_id, False, why=f"{RESULTS} holds no accuracy: not a run's")
-        return Run(path, run_id, True, results["accuracy"], digest=results.get("experiment_digest"))
+        return Run(path, run_id, True, results["accuracy"], digest=results.get("experiment_digest"),
+                   zeroshot=results.get("zeroshot_accuracy"), backbone=results.get("backbone"))
     if not os.path.isdir(path):
         return Run(path, run_id, False, why="missing")
     if not lines:

@@ -213,3 +213,34 @@ def test_rows_of_per_shot_configs_list_in_shot_order(tmp_path):
     rows = summarize(parse_results.collect([str(tmp_path)])).rows
     assert [(r["shots"], r["config"]) for r in rows] == [
         (1, "vit_b16_ep50"), (4, "vit_b16_ep100"), (16, "vit_b16_ep200")]  # fmt: skip
+
+
+def test_zero_shot_clip_as_the_runs_measured_it_has_rows_of_its_own(tmp_path):
+    out = str(tmp_path / "output")
+    for shots, accuracies in ((1, [60, 62]), (4, [70, 72])):
+        for seed, accuracy in enumerate(accuracies, start=1):
+            path = fewshot_dir(out, "dtd", "DPT", "vit_b16", shots, SETTING, seed)
+            write_ours(path, accuracy, zeroshot_accuracy=44.0, backbone="ViT-B/16")
+    for seed, (base, new) in enumerate(((80, 50), (82, 54)), start=1):
+        for stage, accuracy, zeroshot in (("train_base", base, 70.0), ("test_new", new, 75.0)):
+            path = base2new_dir(out, stage, "dtd", "DPT", "vit_b16", 16, SETTING, seed)
+            write_ours(path, accuracy, zeroshot_accuracy=zeroshot, backbone="ViT-B/16")
+    summary = summarize(parse_results.collect([out]))
+    baseline = {"trainer": "ZeroshotCLIP", "config": "ViT-B/16", "setting": "baseline of the runs"}
+    for shots in (1, 4):  # a line across the shots in the plot
+        row = row_of(summary, protocol="fewshot", shots=shots, **baseline)
+        assert (row["accuracy"], row["accuracy_std"], row["n_seeds"]) == (44.0, 0.0, 2)
+    row = row_of(summary, protocol="base2new", **baseline)
+    assert (row["base"], row["new"]) == (70.0, 75.0)
+    assert row["H"] == pytest.approx(harmonic_mean(70, 75))
+    assert not summary.incomplete and not summary.warnings
+    report = parse_results.format_report(summary)
+    line = next(line for line in report.splitlines() if "baseline of the runs" in line)
+    assert line.startswith("| ZeroshotCLIP | ViT-B/16 ") and "| 44.00 ± 0.00 (2) |" in line
+
+
+def test_a_single_seed_shows_no_spread(tmp_path):
+    out = tmp_path / "output"
+    fewshot_grid(out, {("dtd", 1): [61.25]})
+    report = parse_results.format_report(summarize(parse_results.collect([str(out)])))
+    assert "| 61.25 (1) |" in report and "±" not in report
