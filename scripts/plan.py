@@ -115,14 +115,22 @@ class Planner:
         a TEST.ZEROSHOT_BASELINE) is evaluated once per dataset, not once per run."""
         spec = self.spec
         cache = os.path.join(spec.output, ZEROSHOT_CACHE)
-        return ["--root", spec.root, "--seed", str(seed), "--trainer", trainer,
+        root = ["--root", spec.root] if spec.root else []
+        return [*root, "--seed", str(seed), "--trainer", trainer,
                 "--dataset-config-file", dataset_config(dataset), "--config-file", config,
                 "--output-dir", out_dir, *flags, "TEST.ZEROSHOT_CACHE", cache, *spec.opts,
                 *opts]  # fmt: skip
 
     @staticmethod
     def step(out_dir, argv):
-        return Step(out_dir, argv, run_config(argv))
+        cfg = run_config(argv)
+        if not cfg.DATASET.ROOT:
+            raise ValueError(
+                f"No folder holds {cfg.DATASET.NAME}: give the sweep --root (the wrappers: "
+                "DATA=<folder holding the datasets> bash scripts/...), or set DATASET.ROOT in "
+                f"{argv[argv.index('--dataset-config-file') + 1]}"
+            )
+        return Step(out_dir, argv, cfg)
 
     def setting(self, trainer, dataset, config, seed, opts):
         cfg = run_config(self.argv(trainer, dataset, config, seed, "", opts=opts))

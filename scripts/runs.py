@@ -96,8 +96,15 @@ def read_run(path):
     if results:
         if not isinstance(results, dict) or "accuracy" not in results:
             return Run(path, run_id, False, why=f"{RESULTS} holds no accuracy: not a run's")
-        return Run(path, run_id, True, results["accuracy"], digest=results.get("experiment_digest"),
-                   zeroshot=results.get("zeroshot_accuracy"), backbone=results.get("backbone"))
+        return Run(
+            path,
+            run_id,
+            True,
+            results["accuracy"],
+            digest=results.get("experiment_digest"),
+            zeroshot=results.get("zeroshot_accuracy"),
+            backbone=results.get("backbone"),
+        )
     if not os.path.isdir(path):
         return Run(path, run_id, False, why="missing")
     if not lines:

@@ -47,7 +47,7 @@ class Spec:
     def check(self):
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got '{self.protocol}'")
-        for name in ("root", "trainers", "datasets", "shots", "seeds", "configs"):
+        for name in ("trainers", "datasets", "shots", "seeds", "configs"):
             if not getattr(self, name):
                 raise ValueError(f"the sweep needs '{name}' (in the spec or as --{name})")
         if len(self.opts) % 2:

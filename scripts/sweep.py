@@ -171,9 +171,11 @@ def main(argv=None):
     todo = [job for job in jobs if not job.finished]
     states = [job.state() for job in jobs]
     stale = f", {states.count('stale')} stale" if "stale" in states else ""
-    print(f"Sweep ({spec.protocol}): {len(jobs)} runs: {states.count('finished')} finished"
-          f"{stale}, {states.count('resume')} to resume, {states.count('new')} new",
-          flush=True)  # fmt: skip
+    steps = sum(len(job.steps) for job in jobs)
+    commands = f" ({steps} train.py commands)" if steps != len(jobs) else ""
+    print(f"Sweep ({spec.protocol}): {len(jobs)} runs{commands}: "
+          f"{states.count('finished')} finished{stale}, {states.count('resume')} to resume, "
+          f"{states.count('new')} new", flush=True)  # fmt: skip
     if args.overwrite:
         for step in (step for job in todo for step in job.steps if step.stale):
             step.overwrite()

@@ -347,3 +347,30 @@ def test_a_run_of_other_settings_is_stale_never_finished_and_overwrite_trains_it
     assert os.path.getmtime(os.path.join(run, "results.json")) > first
     assert json.loads(read(os.path.join(run, "results.json")))["epoch"] == 2
     assert glob.glob(os.path.join(run, "previous-*", "results.json"))
+
+
+def test_wrappers_read_the_datasets_folder_and_the_seeds_from_the_environment():
+    env = {k: v for k, v in os.environ.items() if k not in ("DATA", "SEEDS")}
+    # Without DATA, Toy is where its config file (and the main job) puts it.
+    result = subprocess.run(["bash", "scripts/dpt/main.sh", "toy", "tiny", "2", "--dry-run"],
+                            cwd=REPO, env={**env, "SEEDS": "4 5"}, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if " train.py " in line]
+    assert [" --seed 4 " in commands[0], " --seed 5 " in commands[1]] == [True, True]
+    assert len(commands) == 2 and not any("--root" in command for command in commands)
+    # A benchmark dataset without DATA: said before any run.
+    result = subprocess.run(["bash", "scripts/coop/base2new.sh", "caltech101", "vit_b16_ep50",
+                             "--dry-run"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 2
+    assert "error: No folder holds Caltech101: give the sweep --root (the wrappers: DATA=" in (
+        result.stderr)  # fmt: skip
+
+
+def test_a_base_to_new_plan_counts_its_commands(workspace, tmp_path, capsys):
+    fields = tiny_spec(workspace, tmp_path, trainers=["CoOp"], protocol="base2new")
+    assert sweep.main(["--spec", write_spec(tmp_path / "spec.yaml", fields), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "Sweep (base2new): 1 runs (2 train.py commands): 0 finished" in out
+    assert out.count("python train.py ") == 2
