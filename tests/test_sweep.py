@@ -109,8 +109,8 @@ def test_base2new_and_cross_plans_evaluate_the_trained_run(workspace, tmp_path):
 
 def test_spec_errors_name_the_problem(workspace, tmp_path):
     base = tiny_spec(workspace, tmp_path, trainers=["CoOp"])
-    with pytest.raises(ValueError, match="needs 'root'"):
-        load_spec(**{**base, "root": ""})
+    with pytest.raises(ValueError, match="needs 'trainers'"):
+        load_spec(**{**base, "trainers": []})
     with pytest.raises(ValueError, match="none for 16 shots"):
         load_spec(**{**base, "shots": [2, 16], "configs": {"CoOp": {2: "tiny"}}})
     with pytest.raises(ValueError, match="protocol must be one of"):
