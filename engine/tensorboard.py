@@ -5,9 +5,10 @@
   its running mean over the epoch, and ``train/lr``, the first module's learning rate, after
   every batch; step ``epoch * batches_per_epoch + batch`` (0-based).
 - ``train/lr/<module>``: each module's learning rate, at the same steps (not in Dassl).
-- ``<split>/accuracy``, ``<split>/error_rate`` and ``<split>/macro_f1`` after each evaluation
-  (the ``val`` split each epoch with TEST.FINAL_MODEL best_val, then the final one); step: the
-  evaluated model's epoch (0-based).
+- ``<split>/accuracy``, ``<split>/error_rate``, ``<split>/macro_f1`` (and with
+  TEST.PER_CLASS_RESULT ``<split>/perclass_accuracy``, the mean of the classes' accuracies)
+  after each evaluation (the ``val`` split each epoch with TEST.FINAL_MODEL best_val, then the
+  final one); step: the evaluated model's epoch (0-based).
 
 A resumed run adds an event file to the folder; its first event hides the steps from its first
 one on that the interrupted session wrote (``purge_step``), so that a curve does not double
@@ -17,8 +18,10 @@ back. Only the main process writes. Nothing here draws from a random generator.
 import os
 
 FOLDER = "tensorboard"
-# This project's evaluator's keys -> Dassl's names of them.
-METRICS = {"accuracy": "accuracy", "error": "error_rate", "macro_f1": "macro_f1"}
+# This project's evaluator's keys -> Dassl's names of them (perclass_accuracy: with
+# TEST.PER_CLASS_RESULT).
+METRICS = {"accuracy": "accuracy", "error": "error_rate", "macro_f1": "macro_f1",
+           "perclass_accuracy": "perclass_accuracy"}  # fmt: skip
 
 
 def module_lrs(optims):
@@ -59,7 +62,8 @@ class ScalarLog:
         if self._writer is None:
             return
         for key, name in METRICS.items():
-            self._writer.add_scalar(f"{split}/{name}", results[key], epoch)
+            if key in results:
+                self._writer.add_scalar(f"{split}/{name}", results[key], epoch)
 
     def flush(self):
         if self._writer is not None:

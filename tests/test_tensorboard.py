@@ -20,7 +20,7 @@ EPOCHS, BATCHES = 2, 7  # FAST in toy_argv: 30 classes x 2 shots in batches of 8
 # epoch < PRETRAIN.C, which is 1 here).
 LOG_TERMS = ("loss", "acc", "ce_main", "ce_frozen_image", "ce_frozen_text", "cavpt_loss",
              "cavpt_triples")  # fmt: skip
-METRICS = ("accuracy", "error_rate", "macro_f1")
+METRICS = ("accuracy", "error_rate", "macro_f1", "perclass_accuracy")
 
 
 def scalars(run_dir):
@@ -37,13 +37,15 @@ def scalars(run_dir):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """DPT on a small Toy under each engine (Dassl's where it is installed), with the best
-    validation epoch deployed, so that the val split is evaluated each epoch too."""
+    validation epoch deployed, so that the val split is evaluated each epoch too, and the
+    classes' accuracies."""
     root = tmp_path_factory.mktemp("tensorboard")
     engines = ("builtin", "dassl") if HAVE_DASSL else ("builtin",)
     out = {}
     for engine in engines:
         out[engine] = root / engine
-        opts = ("TEST.FINAL_MODEL", "best_val", "OPTIM.WARMUP_EPOCH", "0")
+        opts = ("TEST.FINAL_MODEL", "best_val", "OPTIM.WARMUP_EPOCH", "0",
+                "TEST.PER_CLASS_RESULT", "True")  # fmt: skip
         train.main(toy_argv(root / "data", out[engine], "DPT", engine, opts=opts))
     return out
 
@@ -76,6 +78,8 @@ def test_the_builtin_engine_writes_dassls_tags_at_dassls_steps(runs):
     # The final evaluation, at the epoch of the deployed (best validation) model.
     [(step, accuracy)] = written["test/accuracy"]
     assert step == results["epoch"] - 1 and accuracy == pytest.approx(results["accuracy"])
+    [(_, perclass)] = written["test/perclass_accuracy"]
+    assert perclass == pytest.approx(results["perclass_accuracy"])
 
 
 @pytest.mark.slow
