@@ -23,6 +23,7 @@ from engine.precision import MixedPrecision, resolve_precision
 from engine.randomness import is_keyed, run_seed, stream_seed, untouched_global_rng
 from engine.registry import TRAINER_REGISTRY
 from engine.rundir import RESULTS_FILE, results_record
+from engine.tensorboard import module_lrs, open_writer
 from models.clip_loader import cast_clip
 from trainers.evaluated_run import check_classes
 from trainers.method import (
@@ -89,6 +90,25 @@ class MethodTrainer(TrainerX):
         if is_keyed(self.cfg):
             set_random_seed(stream_seed(run_seed(self.cfg), "epoch", self.epoch) % 2**32)
             self.train_loader_x.dataset.epoch = self.epoch
+
+    def init_writer(self, log_dir):
+        """Dassl's writer; a resumed session hides the steps that the interrupted one wrote
+        after its last checkpoint."""
+        self._writer = open_writer(log_dir, self.start_epoch * len(self.train_loader_x))
+
+    def write_scalar(self, tag, scalar_value, global_step=None):
+        """Dassl's scalars; beside its ``train/lr`` (the first module's), each module's."""
+        super().write_scalar(tag, scalar_value, global_step)
+        if tag == "train/lr":
+            for module_tag, lr in module_lrs(self._optims).items():
+                super().write_scalar(module_tag, lr, global_step)
+
+    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
+        """Dassl's, after the curves so far went to disk: a run resumed from this checkpoint
+        lacks none of them."""
+        if self._writer is not None:
+            self._writer.flush()
+        super().save_model(epoch, directory, is_best, val_result, model_name)
 
     def build_model(self):
         cfg = self.cfg

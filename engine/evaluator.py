@@ -74,6 +74,9 @@ class ClassificationEvaluator:
         print(f"* macro_f1: {results['macro_f1']:.1f}%")
         if self.per_class:
             results["per_class"] = self._per_class(true, pred)
+            accs = [row["accuracy"] for row in results["per_class"].values()]
+            results["perclass_accuracy"] = float(np.mean(accs)) if accs else 0.0  # Dassl's key
+            print(f"* average: {results['perclass_accuracy']:.1f}%")
         if self.per_class or self.compute_cmat:
             self.confusion = confusion_matrix(true, pred, len(self.lab2cname))
         if self.compute_cmat:
@@ -82,16 +85,14 @@ class ClassificationEvaluator:
 
     def _per_class(self, true, pred):
         print("=> per-class result")
-        rows, accs = OrderedDict(), []
+        rows = OrderedDict()
         for label in sorted(set(true.tolist())):
             mask = true == label
             n, c = int(mask.sum()), int((pred[mask] == label).sum())
             acc = 100.0 * c / n
-            accs.append(acc)
             name = self.lab2cname.get(label, str(label))
             rows[name] = {"label": label, "total": n, "correct": c, "accuracy": acc}
             print(f"* class: {label} ({name})\ttotal: {n:,}\tcorrect: {c:,}\tacc: {acc:.1f}%")
-        print(f"* average: {np.mean(accs) if accs else 0.0:.1f}%")
         return rows
 
 

@@ -37,6 +37,7 @@ from engine.optim import build_lr_scheduler, build_optimizer
 from engine.precision import MixedPrecision, resolve_precision
 from engine.randomness import is_keyed, untouched_global_rng
 from engine.rundir import RESULTS_FILE, results_record
+from engine.tensorboard import ScalarLog
 from engine.utils import AverageMeter, format_eta, pick_device, rng_state, set_rng_state
 
 CONFUSION_FILE = "confusion_matrix.png"  # with TEST.PER_CLASS_RESULT
@@ -61,6 +62,7 @@ class Trainer:
         self.best_val = -math.inf
         self._kept = True  # whether the last saved checkpoint stays when the next is written
         self.extra_results = OrderedDict()  # added to results.json (e.g. a baseline's accuracy)
+        self.scalars = ScalarLog()  # TensorBoard, while training (engine/tensorboard.py)
         self._modules = OrderedDict()
         self._optims = OrderedDict()
         self._scheds = OrderedDict()
@@ -132,12 +134,17 @@ class Trainer:
             for path in remove_temp_files(self.output_dir, self._modules):
                 print(f"Removed '{path}', left by an interrupted write")
         self.start_epoch = self.resume_if_possible()
+        if distributed.is_main_process():
+            self.scalars.open(self.output_dir, self.start_epoch * len(self.dm.train_loader_x))
         self._time_start = time.time()
-        for epoch in range(self.start_epoch, self.max_epoch):
-            self.epoch = epoch
-            self.run_epoch()
-            self.after_epoch()
-        return self.after_train()
+        try:
+            for epoch in range(self.start_epoch, self.max_epoch):
+                self.epoch = epoch
+                self.run_epoch()
+                self.after_epoch()
+            return self.after_train()
+        finally:
+            self.scalars.close()
 
     def run_epoch(self):
         self.set_mode("train")
@@ -166,6 +173,8 @@ class Trainer:
             for key, value in summary.items():
                 meters.setdefault(key, AverageMeter()).update(value)
             bar.set_postfix(loss=f"{meters['loss'].avg:.4f}")
+            means = {key: meter.avg for key, meter in meters.items()}
+            self.scalars.train_step(self.epoch * num_batches + self.batch_idx, means, self._optims)
             if (self.batch_idx + 1) % print_freq == 0 or num_batches < print_freq:
                 left = num_batches - self.batch_idx - 1
                 left += (self.max_epoch - self.epoch - 1) * num_batches
@@ -194,6 +203,7 @@ class Trainer:
             if is_best:
                 self.best_val = val_result
                 print(f"New best validation accuracy: {val_result:.1f}%")
+        self.scalars.flush()  # a run resumed from this epoch's checkpoint lacks none of its curves
         # Every epoch is saved so that a crash can be resumed; only kept epochs stay on disk.
         self.save_model(self.epoch, self.output_dir, is_best, val_result, keep=keep)
 
@@ -242,6 +252,7 @@ class Trainer:
             self.evaluator.process(logits.float(), labels, batch["index"])
         results = self.evaluator.evaluate()
         self.after_evaluation()
+        self.scalars.evaluation(split, results, self.epoch)
         if write_results:
             self.write_results(split, results)
         return results

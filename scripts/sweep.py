@@ -17,12 +17,13 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import fields
 
 import yaml
 
-from scripts import launch
+from scripts import launch, watch
 from scripts.naming import shown
 from scripts.parse_results import format_report
 from scripts.plan import plan
@@ -67,6 +68,10 @@ def build_parser():
                      "list one twice for two runs on it")  # fmt: skip
     how.add_argument("--jobs", type=int, default=1,
                      help="local without GPUs: runs at once, sharing the CPU cores")  # fmt: skip
+    how.add_argument("--progress", type=float, metavar="SECONDS",
+                     help="while runs run, print each one's epoch and ETA every SECONDS "
+                     "(default: 10 on a terminal, 60 otherwise, e.g. in a SLURM or CI log; "
+                     "0: never)")  # fmt: skip
     how.add_argument("--submitit", nargs="+", default=[], metavar="KEY=VALUE",
                      help="submitit parameters, e.g. slurm_partition=gpu timeout_min=600 "
                      "slurm_array_parallelism=32")  # fmt: skip
@@ -107,22 +112,34 @@ def launch_jobs(args, spec, jobs, report):
     launch.run_submitit(jobs, folder, cluster, submitit_params(args.submitit, cluster), report)
 
 
-class Progress:
-    """Prints a line per job as it ends and keeps the results for the summary."""
+_output = threading.Lock()  # the watcher prints from a thread of its own
 
-    def __init__(self, total):
+
+def say(lines):
+    with _output:
+        print("\n".join(lines), flush=True)
+
+
+class Progress:
+    """Prints a line per job as it ends (and tells the watcher that its runs ended); keeps the
+    results for the summary."""
+
+    def __init__(self, total, watcher):
         self.total = total
         self.results = []
+        self.watcher = watcher
 
     def __call__(self, result):
         self.results.append(result)
+        self.watcher.ended(step.out_dir for step in result.steps)
         seconds = sum(step.seconds for step in result.steps)
-        print(f"[{len(self.results)}/{self.total}] {result.status:<11} {seconds:7.1f}s  "
-              f"{shown(result.name)}", flush=True)  # fmt: skip
+        lines = [f"[{len(self.results)}/{self.total}] {result.status:<11} {seconds:7.1f}s  "
+                 f"{shown(result.name)}"]  # fmt: skip
         for step in result.steps:
             if step.status == "failed":
-                print(f"      {step.error}\n      see {shown(step.stderr_path)} "
-                      f"and {shown(os.path.join(step.out_dir, 'log.txt'))}")  # fmt: skip
+                lines.append(f"      {step.error}\n      see {shown(step.stderr_path)} "
+                             f"and {shown(os.path.join(step.out_dir, 'log.txt'))}")  # fmt: skip
+        say(lines)
 
     def summary(self, skipped):
         counts = {}
@@ -187,11 +204,14 @@ def main(argv=None):
         return 2
     if args.dry_run:
         return 0
-    progress = Progress(len(todo))
+    every = args.progress if args.progress is not None else 10 if sys.stdout.isatty() else 60
+    watcher = watch.Watcher([step.out_dir for job in todo for step in job.steps], every, say)
+    progress = Progress(len(todo), watcher)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if todo:
-            launch_jobs(args, spec, todo, progress)
+            with watcher:
+                launch_jobs(args, spec, todo, progress)
     except KeyboardInterrupt:
         done = len(progress.results)
         print(f"\nInterrupted after {done} of {len(todo)} runs. Run the same command again to "

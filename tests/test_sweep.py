@@ -4,6 +4,7 @@ the SLURM path through submitit's local executor."""
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import yaml
 import train
 from datasets.toy import Toy
 from engine.config import get_cfg_default, setup_cfg
-from scripts import naming, parse_results, sweep
+from scripts import naming, parse_results, sweep, watch
 from scripts.plan import plan
 from scripts.spec import load_spec
 from tests.run_fixtures import REPO
@@ -374,3 +375,46 @@ def test_a_base_to_new_plan_counts_its_commands(workspace, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Sweep (base2new): 1 runs (2 train.py commands): 0 finished" in out
     assert out.count("python train.py ") == 2
+
+
+def test_the_watcher_shows_what_each_running_run_wrote_since_the_sweep_started(tmp_path):
+    runs = {name: tmp_path / name for name in ("training", "evaluating", "queued", "ended")}
+    for run in runs.values():
+        run.mkdir()
+    # An earlier session's lines are not this sweep's.
+    (runs["queued"] / "log.txt").write_text("epoch [3/3] batch [2/2] loss 1.0 eta 0:00:00\n")
+    watcher = watch.Watcher([str(run) for run in runs.values()], 60, print)
+    assert watcher.lines() == []
+    shown = {name: naming.shown(str(run)) for name, run in runs.items()}
+    epoch_line = "epoch [2/10] batch [5/8] time 0.1 (0.1) loss 1.2 (1.3) lr 1.0e-02 eta 0:01:12\n"
+    with open(runs["training"] / "log.txt", "a") as f:
+        f.write("Building the model\n" + epoch_line + "epoch [2/10] batch [6")  # a partial line
+    (runs["evaluating"] / "log.txt").write_text(epoch_line + "Evaluate on the *test* set\n")
+    (runs["ended"] / "log.txt").write_text(epoch_line)
+    watcher.ended([str(runs["ended"])])
+    assert watcher.lines() == [
+        f"      running     epoch 2/10 batch 5/8 eta 0:01:12  {shown['training']}",
+        f"      running     evaluating (test)  {shown['evaluating']}",
+    ]
+    (runs["evaluating"] / "results.json").write_text("{}")  # finished
+    with open(runs["training"] / "log.txt", "a") as f:
+        f.write("/8] time 0.1 (0.1) loss 1.2 (1.3) lr 1.0e-02 eta 0:01:05\n")
+    assert watcher.lines() == [
+        f"      running     epoch 2/10 batch 6/8 eta 0:01:05  {shown['training']}"
+    ]
+
+
+@pytest.mark.slow
+def test_a_sweep_prints_its_running_runs_epochs_and_none_when_all_are_skipped(workspace, tmp_path):
+    fields = tiny_spec(workspace, tmp_path / "output", trainers=["CoOp"], seeds=[1, 2])
+    fields["opts"] += ["OPTIM.MAX_EPOCH", "4", "TRAIN.PRINT_FREQ", "1"]
+    spec = write_spec(tmp_path / "spec.yaml", fields)
+    result = subprocess.run(sweep_cmd("--spec", spec, "--jobs", "2", "--progress", "0.05"),
+                            cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    running = [line for line in result.stdout.splitlines() if " running " in line]
+    assert any(re.search(r"running +epoch [1-4]/4 batch \d+/\d+ eta [\d:]+  \S+/seed[12]$", line)
+               for line in running), result.stdout  # fmt: skip
+    again = subprocess.run(sweep_cmd("--spec", spec, "--progress", "0.05"), cwd=REPO,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert "2 runs: 2 finished" in again.stdout and " running " not in again.stdout

@@ -47,7 +47,8 @@ def test_trains_and_evaluates_in_every_precision(workspace, tmp_path, trainer, p
         argv(workspace, out, trainer, overrides=("TRAINER.COOP.PREC", prec, "OPTIM.MAX_EPOCH", "1"))
     )
     assert 0.0 <= results["accuracy"] <= 100.0 and results["total"] == 12
-    saved = ["log.txt", "results.json", "last_epoch.json", "config.yaml", "classnames.json"]
+    saved = ["log.txt", "results.json", "last_epoch.json", "config.yaml", "classnames.json",
+             "tensorboard"]  # fmt: skip
     assert sorted(os.listdir(out)) == sorted(saved + MODULES[trainer])
     log = (out / "log.txt").read_text()
     assert "loss" in log and "nan" not in log.split("Finish training")[0]
