@@ -23,6 +23,7 @@ import dassl_engine  # noqa: E402
 import datasets  # noqa: E402, F401  (registers the datasets)
 import trainers  # noqa: E402, F401  (registers the trainers and their config keys)
 from engine import distributed  # noqa: E402
+from engine.checkpoint import stopped_by_full_disk  # noqa: E402
 from engine.cli import BAD_INPUT, exit_status  # noqa: E402
 from engine.config import check_run_values, get_cfg_default  # noqa: E402
 from engine.lifetime import end_with_launcher  # noqa: E402
@@ -209,7 +210,8 @@ def main(argv=None):
     check_output_dir(cfg.OUTPUT_DIR)
     joined = distributed.init_from_env(cfg.USE_CUDA)
     try:
-        return run(args, cfg, engine)
+        with stopped_by_full_disk(cfg.OUTPUT_DIR):
+            return run(args, cfg, engine)
     finally:
         if joined:
             dist.destroy_process_group()

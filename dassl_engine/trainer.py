@@ -18,7 +18,7 @@ from dassl.utils import set_random_seed
 
 import trainers  # noqa: F401  (registers this project's methods)
 from dassl_engine.loaders import build_data_manager
-from engine.checkpoint import atomic_write_json
+from engine.checkpoint import atomic_write_json, saving
 from engine.precision import MixedPrecision, resolve_precision
 from engine.randomness import is_keyed, run_seed, stream_seed, untouched_global_rng
 from engine.registry import TRAINER_REGISTRY
@@ -243,7 +243,8 @@ class MethodTrainer(TrainerX):
             self.final_accuracy = accuracy
             extra = {"engine": "dassl", **self.extra_results}
             record = results_record(self.cfg, split, self.epoch + 1, self.evaluator.results, extra)
-            atomic_write_json(os.path.join(self.output_dir, RESULTS_FILE), record)
+            with saving(f"{RESULTS_FILE} in '{self.output_dir}'", self.output_dir):
+                atomic_write_json(os.path.join(self.output_dir, RESULTS_FILE), record)
         return accuracy
 
 

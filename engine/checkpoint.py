@@ -10,6 +10,8 @@ a run stopped at any moment resumes from the epoch it names, complete in every m
 from a mix of epochs (``resumable_epoch``).
 """
 
+import contextlib
+import errno
 import json
 import os
 import pickle
@@ -28,8 +30,53 @@ TEMP_PREFIX = ".tmp-"
 _EPOCH_FILE_NAME = re.compile(r"^model\.pth\.tar-(\d+)$")
 
 
-class CheckpointWriteError(OSError):
-    """An epoch could not be saved (permissions, disk space); the run stays resumable."""
+class RunWriteError(OSError):
+    """A file of a run could not be written (disk space, permissions); the run stays
+    resumable, and the message says from which epoch."""
+
+
+def write_failure(what, err, run_dir=None, committed=None):
+    """The message for a failed write of ``what`` (what and where, e.g. "epoch 3 in 'RUN'"):
+    the cause, and, for a run directory, the epoch that ``committed`` (by default the one
+    in its ``last_epoch.json``) lets the run resume from."""
+    message = f"Could not save {what} ({err})."
+    if run_dir is None:
+        return f"{message} Fix the cause (permissions, free space), then run the command again."
+    if committed is None:
+        committed = committed_epoch(run_dir)
+    start = "its start" if committed is None else f"epoch {committed}"
+    return (
+        f"{message} The run can resume from {start}: fix the cause (permissions, free "
+        "space), then run the same command again."
+    )
+
+
+@contextlib.contextmanager
+def stopped_by_full_disk(run_dir):
+    """Any other write of the run that fails for want of space (or on a file system made
+    read-only), e.g. of its lock or of a folder it makes, ends the run as a ``RunWriteError``
+    naming the file; the writes that know what they save use ``saving``."""
+    try:
+        yield
+    except RunWriteError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        what = f"'{err.filename}'" if err.filename else "a file of the run"
+        raise RunWriteError(write_failure(what, err, run_dir)) from err
+
+
+@contextlib.contextmanager
+def saving(what, run_dir=None):
+    """A failed write inside the block (``OSError``: a full disk, a folder made read-only)
+    becomes a ``RunWriteError`` saying what was not saved and how the run goes on."""
+    try:
+        yield
+    except RunWriteError:
+        raise
+    except OSError as err:
+        raise RunWriteError(write_failure(what, err, run_dir)) from err
 
 
 def epoch_name(epoch):
@@ -60,7 +107,18 @@ def atomic_write_json(path, obj):
 
 
 def _save_state(path, state):
-    atomic_write(path, lambda f: torch.save(state, f))
+    def write(f):
+        try:
+            torch.save(state, f)
+        except RuntimeError as err:
+            # torch's zip writer turns a failed write (a full disk) into "RuntimeError:
+            # [enforce fail at inline_container.cc] unexpected pos"; the OSError is its context.
+            cause = err.__context__
+            if isinstance(cause, OSError):
+                raise OSError(cause.errno, cause.strerror, path) from err
+            raise
+
+    atomic_write(path, write)
 
 
 def _point_to(module_dir, name):
@@ -88,25 +146,17 @@ def save_epoch(run_dir, states, is_best=False, keep_previous=True):
     The modules' files (and ``model-best.pth.tar`` with ``is_best``) are written first, then
     ``last_epoch.json`` names the epoch: until that rename the previous epoch stays the one to
     resume from. Then the Dassl pointers move on, and the previous epoch's files go unless
-    ``keep_previous``. A failed write is a ``CheckpointWriteError`` naming the epoch that a
-    run can resume from."""
+    ``keep_previous``. A failed write is a ``RunWriteError`` naming the epoch that a run
+    can resume from."""
     epoch = next(iter(states.values()))["epoch"]
-    previous = _committed_epoch(run_dir)
-    committed = False
-    try:
+    previous = committed_epoch(run_dir)
+    with saving(f"epoch {epoch} in '{run_dir}'", run_dir):
         _write_epoch(run_dir, states, is_best)
-        committed = True
+    try:
         _after_commit(run_dir, states, None if keep_previous else previous)
     except OSError as err:
-        if committed:
-            what, start = f"Saved epoch {epoch} in '{run_dir}', then failed", f"epoch {epoch}"
-        else:
-            what = f"Could not save epoch {epoch} in '{run_dir}'"
-            start = "its start" if previous is None else f"epoch {previous}"
-        raise CheckpointWriteError(
-            f"{what} ({err}). The run can resume from {start}: fix the cause (permissions, "
-            "free space), then run the same command again."
-        ) from err
+        message = write_failure(f"Dassl's pointers to epoch {epoch}", err, run_dir, epoch)
+        raise RunWriteError(f"Saved epoch {epoch} in '{run_dir}'. {message}") from err
 
 
 def _write_epoch(run_dir, states, is_best):
@@ -132,7 +182,7 @@ def _after_commit(run_dir, states, drop):
                 os.remove(stale)
 
 
-def _committed_epoch(run_dir):
+def committed_epoch(run_dir):
     """The epoch ``last_epoch.json`` names (``{"epoch": N, "modules": [...]}``), or None."""
     path = os.path.join(run_dir, EPOCH_FILE)
     if not os.path.isfile(path):
@@ -160,7 +210,7 @@ def resumable_epoch(run_dir, modules):
     ``last_epoch.json`` names it; in run directories written before it existed (Dassl's and
     ours: each module has its ``checkpoint`` pointer), it is the newest epoch whose file every
     module has, whatever the pointers say. Files of a later, uncommitted epoch are ignored."""
-    epoch = _committed_epoch(run_dir)
+    epoch = committed_epoch(run_dir)
     if epoch is not None:
         missing = [
             os.path.join(run_dir, m, epoch_name(epoch))

@@ -4,7 +4,7 @@ status 2, instead of a traceback."""
 import sys
 import traceback
 
-from engine.checkpoint import CheckpointWriteError
+from engine.checkpoint import RunWriteError
 from engine.data.images import BadImageError
 from engine.run_lock import RunDirInUse
 
@@ -19,7 +19,7 @@ BAD_INPUT = (
     FloatingPointError,
     BadImageError,
     RunDirInUse,
-    CheckpointWriteError,
+    RunWriteError,
 )
 
 

@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from engine.checkpoint import atomic_write
+
 CELL_IN = 0.14  # side of one class's cell, inches: about an 8 pt line of text
 MAX_MATRIX_IN = 55.0  # the matrix never grows beyond this (5,500 px at DPI)
 LABEL_MARGIN_IN = 3.0  # room for the class names on the left and at the bottom
@@ -66,5 +68,5 @@ def plot_confusion_matrix(cmat, classnames, path, title="Confusion matrix"):
         f"mean per-class accuracy {mean_per_class:.1f}%"
     )
     fig.colorbar(image, ax=ax, shrink=0.5, label="fraction of the true class")
-    fig.savefig(path, dpi=DPI)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
     return path

@@ -7,26 +7,48 @@ import time
 import traceback
 
 from engine import distributed
+from engine.checkpoint import RunWriteError, saving, write_failure
 
 
 class _Tee:
-    def __init__(self, stream, path):
+    """Writes to ``stream`` and to the log file ``path`` of the run in ``run_dir``. A failed
+    write to the file (a full disk) is a ``RunWriteError`` saying how the run goes on;
+    after it, lines go to ``stream`` only."""
+
+    def __init__(self, stream, path, run_dir):
         self.stream = stream
-        self.file = open(path, "a", buffering=1)  # noqa: SIM115 (closed by RunLog)
+        self.path = path
+        self.run_dir = run_dir
+        self.failed = False
+        with saving(f"the log '{path}'", run_dir):
+            self.file = open(path, "a", buffering=1)  # noqa: SIM115 (closed by RunLog)
+
+    def _to_file(self, operation, *args):
+        if self.failed:
+            return
+        try:
+            getattr(self.file, operation)(*args)
+        except OSError as err:
+            self.failed = True
+            raise RunWriteError(write_failure(f"the log '{self.path}'", err, self.run_dir)) from err
 
     def write(self, text):
         self.stream.write(text)
-        self.file.write(text)
+        self._to_file("write", text)
 
     def flush(self):
         self.stream.flush()
-        self.file.flush()
+        self._to_file("flush")
 
     def isatty(self):
         return self.stream.isatty()
 
     def close(self):
-        self.file.close()
+        if not self.failed:
+            self._to_file("close")
+            return
+        with contextlib.suppress(OSError):  # what it could not write is reported already
+            self.file.close()
 
 
 class RunLog:
@@ -44,18 +66,22 @@ class RunLog:
     def __enter__(self):
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         fresh = not os.path.exists(self.path)
-        self._tee = _Tee(sys.stdout, self.path)
+        self._tee = _Tee(sys.stdout, self.path, os.path.dirname(self.path))
         sys.stdout = self._tee
         if not fresh:
             print(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')}: new session in this run ====")
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        sys.stdout.flush()
-        sys.stdout = self._tee.stream
-        if exc is not None:
-            self._tee.file.write("".join(traceback.format_exception(exc_type, exc, tb)))
-        self._tee.close()
+        tee, sys.stdout = self._tee, self._tee.stream
+        try:
+            tee.flush()
+            if exc is not None:
+                tee._to_file("write", "".join(traceback.format_exception(exc_type, exc, tb)))
+            tee.close()
+        except RunWriteError:
+            if exc is None:  # the run's own error comes first
+                raise
         return False
 
 

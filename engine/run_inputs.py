@@ -6,7 +6,7 @@ import os
 
 from yacs.config import CfgNode as CN
 
-from engine.checkpoint import atomic_write, atomic_write_json
+from engine.checkpoint import atomic_write, atomic_write_json, saving
 from engine.config import get_cfg_default
 from engine.rundir import CLASSES_FILE, CONFIG_FILE
 
@@ -19,8 +19,9 @@ def save_run_inputs(output_dir, cfg, classnames, template):
     paths = [os.path.join(output_dir, name) for name in (CONFIG_FILE, CLASSES_FILE)]
     if all(os.path.isfile(path) for path in paths):
         return
-    atomic_write(paths[0], lambda f: f.write(cfg.dump()), "w")
-    atomic_write_json(paths[1], {"classnames": list(classnames), "template": template})
+    with saving(f"{CONFIG_FILE} and {CLASSES_FILE} in '{output_dir}'", output_dir):
+        atomic_write(paths[0], lambda f: f.write(cfg.dump()), "w")
+        atomic_write_json(paths[1], {"classnames": list(classnames), "template": template})
 
 
 def read_run_inputs(model_dir):

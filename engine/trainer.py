@@ -25,6 +25,7 @@ from engine.checkpoint import (
     remove_temp_files,
     resumable_epoch,
     save_epoch,
+    saving,
 )
 from engine.config import (
     cfg_to_dict,
@@ -268,12 +269,14 @@ class Trainer:
             return
         cfg = self.cfg
         record = results_record(cfg, split, self.epoch + 1, results, self.extra_results)
-        atomic_write_json(os.path.join(self.output_dir, RESULTS_FILE), record)
-        if cfg.TEST.PER_CLASS_RESULT:
+        if cfg.TEST.PER_CLASS_RESULT:  # before results.json, which marks the run finished
             path = os.path.join(self.output_dir, CONFUSION_FILE)
             title = f"{cfg.TRAINER.NAME} on {cfg.DATASET.NAME} ({split} split)"
-            plot_confusion_matrix(self.evaluator.confusion, self.dm.classnames, path, title)
+            with saving(f"{CONFUSION_FILE} in '{self.output_dir}'", self.output_dir):
+                plot_confusion_matrix(self.evaluator.confusion, self.dm.classnames, path, title)
             print(f"Confusion matrix and per-class accuracies: {path}")
+        with saving(f"{RESULTS_FILE} in '{self.output_dir}'", self.output_dir):
+            atomic_write_json(os.path.join(self.output_dir, RESULTS_FILE), record)
 
     # ---- checkpoints ---------------------------------------------------------------------
     def save_model(self, epoch, directory, is_best=False, val_result=None, keep=True):

@@ -8,9 +8,18 @@ file's path relative to the run directory, or ``<path>#<n>`` for that file's n-t
 kill the process with SIGKILL: ``before`` the rename, after cutting the temporary file to half
 its size (a kill while the file is being written), or just ``after`` it (a kill between two
 writes); or pause it until the test lets it go on (e.g. to start a second process meanwhile).
+
+A full disk is simulated the same way (``full_disk``): the files the child opens for writing
+below the run directory (or at an absolute path) are wrapped, and from the moment a chosen
+file has been given a chosen number of bytes, every write to any of them fails with ENOSPC,
+as on a disk that has filled up; the next start has the space again.
 """
 
+import builtins
+import errno
+import fnmatch
 import os
+import re
 import select
 import signal
 import sys
@@ -26,7 +35,16 @@ HANG_AFTER_S = 300  # a small run takes seconds; no child of a test may block th
 class ForkedRun:
     """``train.py ARGV`` in a forked child; its stdout and stderr go to ``<out>.console.txt``."""
 
-    def __init__(self, argv, out, kill_at=None, when="before", pause_at=None, renames_file=None):
+    def __init__(
+        self,
+        argv,
+        out,
+        kill_at=None,
+        when="before",
+        pause_at=None,
+        renames_file=None,
+        full_disk=None,
+    ):
         self.out = str(out)
         self.console = Path(f"{out}.console.txt")
         paused_r, paused_w = os.pipe()
@@ -36,6 +54,8 @@ class ForkedRun:
             code = 99
             try:
                 hooks = (kill_at, when, pause_at, renames_file, paused_w, resume_r)
+                if full_disk:
+                    fill_disk_at(self.out, *full_disk)
                 code = self._child(argv, *hooks)
             finally:
                 os._exit(code)
@@ -104,6 +124,77 @@ class ForkedRun:
             return True
         assert os.WEXITSTATUS(result) == status, self.console.read_text()[-3000:]
         return False
+
+
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(?P<name>.+)\w{8}$")  # atomic_write's
+
+
+def _written_name(path, out):
+    """The file that ``path`` (maybe a temporary file of an atomic write) becomes: relative to
+    the run directory ``out`` when below it, else absolute."""
+    folder, base = os.path.split(os.path.abspath(path))
+    match = _TEMP_NAME.match(base)
+    target = os.path.join(folder, match["name"] if match else base)
+    relative = os.path.relpath(target, out)
+    return target if relative.startswith("..") else relative
+
+
+class _FullDiskFile:
+    """A file opened for writing in a child whose disk fills up (``fill_disk_at``)."""
+
+    def __init__(self, file, disk, room):
+        self._file, self._disk, self._room = file, disk, room
+
+    def write(self, data):
+        if self._room is not None:
+            if len(data) > self._room:
+                self._disk["full"] = True
+            self._room -= len(data)
+        if self._disk["full"]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self._file.write(data)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
+def fill_disk_at(out, name, occurrence=1, room=0):
+    """In this (child) process: once the ``occurrence``-th file opened as ``name`` (a
+    pattern, relative to the run directory ``out`` or absolute; a temporary file counts as
+    the file it becomes) has been given ``room`` bytes, every write to the files opened for
+    writing below ``out`` or as ``name`` fails with ENOSPC."""
+    disk, opened = {"full": False}, [0]
+    real_open, real_fdopen = builtins.open, os.fdopen
+
+    def wrap(file, path, mode):
+        if not set(str(mode)) & set("wax+"):
+            return file
+        written = _written_name(path, out)
+        chosen = fnmatch.fnmatch(written, name)
+        if written.startswith("/") and not chosen:
+            return file
+        room_left = None
+        if chosen:
+            opened[0] += 1
+            room_left = room if opened[0] == occurrence else None
+        return _FullDiskFile(file, disk, room_left)
+
+    def hooked_open(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        return handle if isinstance(file, int) else wrap(handle, os.fspath(file), mode)
+
+    def hooked_fdopen(fd, mode="r", *args, **kwargs):
+        handle = real_fdopen(fd, mode, *args, **kwargs)
+        return wrap(handle, os.readlink(f"/proc/self/fd/{fd}"), mode)
+
+    builtins.open = hooked_open
+    os.fdopen = hooked_fdopen
 
 
 def launch(argv, out, kill_after_s=None, **hooks):

@@ -11,7 +11,7 @@ import torch
 import engine.checkpoint as checkpoint
 from engine.checkpoint import (
     EPOCH_FILE,
-    CheckpointWriteError,
+    RunWriteError,
     remove_temp_files,
     resumable_epoch,
     save_checkpoint,
@@ -49,7 +49,7 @@ def test_a_write_failing_between_modules_leaves_the_previous_epoch_to_resume(tmp
         real(path, state)
 
     monkeypatch.setattr(checkpoint, "_save_state", cavpt_fails)
-    with pytest.raises(CheckpointWriteError) as err:
+    with pytest.raises(RunWriteError) as err:
         save_epoch(str(tmp_path), states(2), keep_previous=False)
     assert str(err.value) == (
         f"Could not save epoch 2 in '{tmp_path}' ([Errno 13] Permission denied: "
@@ -68,7 +68,7 @@ def test_a_failure_after_the_commit_says_the_epoch_is_saved(tmp_path, monkeypatc
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint, "_point_to", pointer_fails)
-    with pytest.raises(CheckpointWriteError, match=r"^Saved epoch 2 in .*resume from epoch 2:"):
+    with pytest.raises(RunWriteError, match=r"^Saved epoch 2 in .*resume from epoch 2:"):
         save_epoch(str(tmp_path), states(2))
     assert resumable_epoch(str(tmp_path), MODULES) == 2
 

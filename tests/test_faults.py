@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import train
-from engine.checkpoint import EPOCH_FILE, TEMP_PREFIX
+from engine.checkpoint import EPOCH_FILE, TEMP_PREFIX, committed_epoch, epoch_name
 from tests.forked_train import ForkedRun, launch
 from tests.run_fixtures import assert_identical, make_workspace, read_only, train_argv
 
@@ -198,3 +198,106 @@ def test_a_run_directory_from_before_last_epoch_json_resumes_its_common_epoch(
     assert not launch(argv, out)
     log = check_trial(out, uninterrupted, killed=1)
     assert "at epoch 2 (continuing with epoch 3)" in log
+
+
+# A full disk at each kind of write of the reference run: the file whose write fills the disk
+# (which time it is written, and how many bytes it gets), and what the message says was lost.
+FULL_DISK = {
+    "a module's checkpoint, part written": ("cavpt/model.pth.tar-3", 1, 2000,
+                                            "Could not save epoch 3 in '{out}'"),
+    "a best-model file": ("prompt_learner/model-best.pth.tar", 2, 0, "Could not save epoch"),
+    "the epoch's commit (last_epoch.json)": (EPOCH_FILE, 2, 0, "Could not save epoch 2 in"),
+    "Dassl's pointer file": ("visual_prompt/checkpoint", 2, 0,
+                             "Saved epoch 2 in '{out}'. Could not save Dassl's pointers"),
+    "results.json": ("results.json", 1, 0, "Could not save results.json in '{out}'"),
+    "the run inputs (config.yaml)": ("config.yaml", 1, 0,
+                                     "Could not save config.yaml and classnames.json in '{out}'"),
+}  # fmt: skip
+
+
+def commits_before(renames, name, occurrence):
+    """The epochs committed in the reference run before the ``occurrence``-th write of
+    ``name``."""
+    return renames[: kill_point(renames, name, occurrence) - 1].count(EPOCH_FILE)
+
+
+def check_stopped_resumably(out, console, start):
+    """Exit status 2 (checked by the caller), the message and no traceback; the epoch it
+    names as the one to resume from is complete on disk."""
+    resume = "its start" if start == 0 else f"epoch {start}"
+    assert "Traceback" not in console
+    assert f"The run can resume from {resume}: fix the cause (permissions, free space)" in console
+    assert (committed_epoch(str(out)) or 0) == start
+    for module in MODULES if start else ():
+        assert (out / module / epoch_name(start)).is_file()
+
+
+@pytest.mark.parametrize("write", list(FULL_DISK))
+def test_a_full_disk_at_each_kind_of_write_stops_the_run_resumably(
+    workspace, uninterrupted, tmp_path, write
+):
+    """ENOSPC at that write: exit status 2 with the message and no traceback; started again
+    with the space back, the run ends bit-identical to an uninterrupted one."""
+    name, occurrence, room, lost = FULL_DISK[write]
+    out = tmp_path / "run"
+    argv = train_argv(workspace, out, "DPT", overrides=OVERRIDES)
+    run = ForkedRun(argv, out, full_disk=(name, occurrence, room))
+    assert not run.wait(status=2)
+    console = run.console.read_text()
+    assert "error: " + lost.format(out=out) in console
+    assert "No space left on device" in console
+    check_stopped_resumably(
+        out, console, commits_before(uninterrupted["renames"], name, occurrence)
+    )
+    assert not launch(argv, out)
+    check_trial(out, uninterrupted, killed=1)
+
+
+def test_a_disk_that_fills_while_the_log_is_written_stops_the_run_resumably(
+    workspace, uninterrupted, tmp_path
+):
+    """The first write that fails is a line of log.txt, in epoch 3."""
+    reference = (workspace["root"] / "uninterrupted" / "log.txt").read_text()
+    room = len(reference[: reference.index("epoch [3/")])
+    out = tmp_path / "run"
+    argv = train_argv(workspace, out, "DPT", overrides=OVERRIDES)
+    run = ForkedRun(argv, out, full_disk=("log.txt", 1, room))
+    assert not run.wait(status=2)
+    console = run.console.read_text()
+    assert f"error: Could not save the log '{out / 'log.txt'}' ([Errno 28]" in console
+    check_stopped_resumably(out, console, 2)
+    assert not launch(argv, out)
+    check_trial(out, uninterrupted, killed=1)
+
+
+@pytest.mark.parametrize(
+    "name, lost, start",
+    [("zeroshot_cache/*.json", "the zero-shot evaluation in '{out}/zeroshot_cache/", 0),
+     ("confusion_matrix.png", "confusion_matrix.png in '{out}'", 2)],
+)  # fmt: skip
+def test_a_full_disk_at_the_zeroshot_cache_or_the_confusion_matrix(
+    workspace, tmp_path, name, lost, start
+):
+    """The other kinds of file a run writes: its zero-shot baseline's stored evaluation and,
+    with TEST.PER_CLASS_RESULT, the confusion matrix (written before results.json)."""
+    overrides = ("TEST.ZEROSHOT_BASELINE", "True", "TEST.PER_CLASS_RESULT", "True")
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    assert not launch(train_argv(workspace, reference, "CoOp", overrides=overrides), reference)
+    argv = train_argv(workspace, out, "CoOp", overrides=overrides)
+    run = ForkedRun(argv, out, full_disk=(name, 1, 0))
+    assert not run.wait(status=2)
+    console = run.console.read_text()
+    assert "error: Could not save " + lost.format(out=out) in console
+    resume = "its start" if start == 0 else f"epoch {start}"
+    assert "Traceback" not in console and f"The run can resume from {resume}:" in console
+    assert not (out / "results.json").exists()
+    assert not launch(argv, out)
+    for run_dir in (reference, out):
+        assert (run_dir / "confusion_matrix.png").stat().st_size > 0
+    results = [json.loads((d / "results.json").read_text()) for d in (reference, out)]
+    for record in results:
+        record.pop("config_digest")
+    assert results[0] == results[1]
+    weights = [torch.load(d / "prompt_learner" / "model.pth.tar-2", weights_only=False)
+               for d in (reference, out)]  # fmt: skip
+    assert_identical(weights[0]["state_dict"], weights[1]["state_dict"])

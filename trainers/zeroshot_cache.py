@@ -7,6 +7,7 @@ import os
 from yacs.config import CfgNode as CN
 
 from engine import distributed
+from engine.checkpoint import saving
 from engine.config import cfg_digest
 from engine.eval_cache import EvaluationCache
 
@@ -91,7 +92,9 @@ def evaluate_once(trainer, templates, header, evaluate, predictions, replay):
     if entry is None:
         results = evaluate()
         if distributed.is_main_process():
-            cache.put(key, *predictions(), source=trainer.output_dir)
+            place = f"the zero-shot evaluation in '{cache.path(key)}'"
+            with saving(place, trainer.output_dir if trainer.learns else None):
+                cache.put(key, *predictions(), source=trainer.output_dir)
         return results
     print(header)
     print(f"Reusing the evaluation made by the run in {entry['source']} (same CLIP, data, "

@@ -10,12 +10,11 @@ import gc
 import json
 import os
 import random
-import tempfile
 
+from engine.checkpoint import atomic_write
 from engine.data.datum import Datum
 from engine.data.images import IMG_EXTENSIONS
 from engine.data.sampling import split_dataset_by_label
-from engine.permissions import share_as_umask
 
 SPLIT_KEYS = ("train", "val", "test")
 _MAX_NAMED = 5  # missing images named in an error message
@@ -41,20 +40,9 @@ def write_json_atomic(obj, filepath):
 
 
 def write_text_atomic(text, filepath):
-    """Write through a temporary file and ``os.replace``: readers and interrupted runs never
-    see a half-written file."""
-    folder = os.path.dirname(os.path.abspath(filepath))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        share_as_umask(tmp)  # mkstemp's 0600 would hide shared split files from other users
-        os.replace(tmp, filepath)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    """Write through a temporary file renamed into place (``atomic_write``): readers and
+    interrupted runs never see a half-written file."""
+    atomic_write(filepath, lambda f: f.write(text), mode="w")
 
 
 def _relative_path(impath, path_prefix):
