@@ -138,3 +138,67 @@ def test_split_trainval_is_deterministic_and_local(tmp_path):
     assert [d.label for d in val].count(0) == 2 and [d.label for d in val].count(1) == 2
     assert sorted(train + val, key=str) == sorted(trainval, key=str)
     assert split_trainval(trainval, seed=2) != (train, val)
+
+
+GOOD_ROWS = {
+    "train": [["a/1.png", 0, "cat"], ["a/2.png", 0, "cat"], ["b/1.png", 1, "dog"],
+              ["b/2.png", 1, "dog"], ["c/1.png", 2, "eel"]],
+    "val": [["a/3.png", 0, "cat"], ["b/3.png", 1, "dog"]],
+    "test": [["a/4.png", 0, "cat"], ["b/4.png", 1, "dog"], ["c/2.png", 2, "eel"]],
+}  # fmt: skip
+
+
+def split_file_with(tmp_path, **changes):
+    """A split file of GOOD_ROWS with ``changes`` ({list: {index: row}}), its images on disk."""
+    root = tmp_path / "images"
+    rows = {key: [list(row) for row in items] for key, items in GOOD_ROWS.items()}
+    for key, edits in changes.items():
+        for index, row in edits.items():
+            rows[key][index] = row
+    for items in rows.values():
+        for rel, _, _ in items:
+            touch(str(root / rel))
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(rows))
+    return str(path), str(root)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"test": {2: ["c/2.png", 7, "eel"]}},
+         "list 'test', entry 2 ['c/2.png', 7, 'eel']: label 7 is not a class of the list "
+         "'train' (labels 0..2)"),
+        ({"val": {0: ["a/3.png", -1, "cat"]}}, "list 'val', entry 0 ['a/3.png', -1, 'cat']: "
+         "label -1 is not a class"),
+        ({"test": {1: ["b/4.png", 1, "cat"]}},
+         "entry 1 ['b/4.png', 1, 'cat']: label 1 is 'cat' here but 'dog' in list 'train', "
+         "entry 2; a label has one class name in every list"),
+        ({"train": {3: ["b/2.png", 1, "hound"]}}, "list 'train', entry 3 ['b/2.png', 1, "
+         "'hound']: label 1 is 'hound' here but 'dog' in list 'train', entry 2"),
+        ({"test": {1: ["a/4.png", 0, "cat"]}}, "list 'test', entry 1 ['a/4.png', 0, 'cat']: "
+         "the image is listed twice in 'test' (entries 0 and 1)"),
+        ({"train": {4: ["c/1.png", 3, "eel"]}}, "list 'train': labels must be 0..2 without "
+         "gaps, one per class, but no image has label 2 (labels found: [0, 1, 3])"),
+    ],
+)  # fmt: skip
+def test_every_list_of_a_split_file_is_checked(tmp_path, changes, message):
+    path, root = split_file_with(tmp_path, **changes)
+    with pytest.raises(ValueError) as err:
+        read_split(path, root)
+    assert str(err.value).startswith(f"Split file '{path}', list ")
+    assert message in str(err.value)
+    assert "Correct the entry in the file" in str(err.value)
+
+
+def test_test_images_that_are_train_images_are_counted_in_a_warning(tmp_path, capsys):
+    path, root = split_file_with(tmp_path, test={0: ["a/1.png", 0, "cat"]},
+                                 val={1: ["b/1.png", 1, "dog"]})  # fmt: skip
+    train, val, test = read_split(path, root)
+    assert len(test) == 3
+    assert (
+        f"Warning: 1 of 3 test images and 1 of 2 val images in '{path}' are also train images"
+        in capsys.readouterr().out
+    )
+    read_split(*split_file_with(tmp_path))
+    assert "Warning" not in capsys.readouterr().out

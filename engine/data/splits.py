@@ -15,6 +15,7 @@ from engine.checkpoint import atomic_write
 from engine.data.datum import Datum
 from engine.data.images import IMG_EXTENSIONS
 from engine.data.sampling import split_dataset_by_label
+from engine.data.split_checks import check_split
 
 SPLIT_KEYS = ("train", "val", "test")
 _MAX_NAMED = 5  # missing images named in an error message
@@ -172,8 +173,11 @@ def _check_images_exist(filepath, path_prefix, lists):
 
 
 def read_split(filepath, path_prefix):
-    """``(train, val, test)`` from a CoOp split file."""
-    return tuple(read_items(filepath, path_prefix, SPLIT_KEYS))
+    """``(train, val, test)`` from a CoOp split file, whose lists must agree (classes, names,
+    no image twice: ``split_checks.check_split``)."""
+    lists = read_items(filepath, path_prefix, SPLIT_KEYS)
+    check_split(filepath, path_prefix, dict(zip(SPLIT_KEYS, lists)))
+    return tuple(lists)
 
 
 def save_split(train, val, test, filepath, path_prefix):
