@@ -7,6 +7,7 @@ from engine.data import (
     DatasetBase,
     Datum,
     list_class_dirs,
+    list_images,
     read_and_split_data,
     read_split,
     save_split,
@@ -14,6 +15,8 @@ from engine.data import (
 from engine.registry import DATASET_REGISTRY
 
 LAYOUT = "ROOT/<class>/<image> (one folder per class; '_' in a folder name reads as a space)"
+CLASSNAMES_FILES = ("classnames.txt", "classnames.json")
+_MAX_NAMED = 5  # folders named in an error message
 
 
 @DATASET_REGISTRY.register()
@@ -34,7 +37,7 @@ class ImageFolder(DatasetBase):
 
     split_file = "split.json"
     template_file = "template.txt"
-    classnames_files = ("classnames.txt", "classnames.json")
+    classnames_files = CLASSNAMES_FILES
     SPLIT_SEED = 1
 
     def __init__(self, cfg):
@@ -47,9 +50,8 @@ class ImageFolder(DatasetBase):
         self.template = read_template(os.path.join(root, self.template_file))
         renamed = read_classname_map(root, self.classnames_files)
         split_path = os.path.join(root, self.split_file)
-        if os.path.exists(split_path):
-            train, val, test = read_split(split_path, root)
-        else:
+        generated = not os.path.exists(split_path)
+        if generated:
             folders = list_class_dirs(root, ignored=(self.fewshot_dir,))
             train, val, test = read_and_split_data(
                 root,
@@ -57,13 +59,72 @@ class ImageFolder(DatasetBase):
                 new_cnames={name: name.replace("_", " ") for name in folders},
                 seed=self.SPLIT_SEED,
             )
+        else:
+            train, val, test = read_split(split_path, root)
+            check_every_folder_listed(root, split_path, train + val + test, self.fewshot_dir)
+        named = [rename_by_folder(items, renamed, root) for items in (train, val, test)]
+        check_classes(root, split_path, named, renamed)
+        if generated:
             save_split(train, val, test, split_path, root)
-        if renamed:
-            train, val, test = (
-                rename_by_folder(items, renamed, root) for items in (train, val, test)
-            )
-        train, val, test = self.fewshot_and_subsample(cfg, train, val, test, root)
+        train, val, test = self.fewshot_and_subsample(cfg, *named, root)
         super().__init__(train_x=train, val=val, test=test)
+
+
+def folder_of(item, root):
+    """The class folder (first path component under ``root``) of a Datum."""
+    return os.path.relpath(item.impath, root).split(os.sep)[0]
+
+
+def check_every_folder_listed(root, split_path, items, fewshot_dir):
+    """A class folder with images that the split file does not list (added after it was
+    generated?) would be left out without a word: an error naming it."""
+    listed = {folder_of(item, root) for item in items}
+    unlisted = [
+        folder
+        for folder in list_class_dirs(root, ignored=(fewshot_dir,))
+        if folder not in listed and list_images(os.path.join(root, folder))
+    ]
+    if unlisted:
+        raise ValueError(
+            f"'{root}' has class folders with images that {split_path} does not list: "
+            f"{', '.join(unlisted[:_MAX_NAMED])}{' ...' if len(unlisted) > _MAX_NAMED else ''} "
+            f"(added after the split was generated?). Delete {split_path} to generate a split "
+            f"of every class folder, or move those folders out of '{root}'."
+        )
+
+
+def check_classes(root, split_path, lists, renamed):
+    """Two classes or more, one label per class folder, one class name per label: two labels
+    with one name would get identical prompts."""
+    label_of, folders_of, name_of = {}, {}, {}
+    for item in (item for items in lists for item in items):
+        folder = folder_of(item, root)
+        label = label_of.setdefault(folder, item.label)
+        if label != item.label:
+            raise ValueError(
+                f"The class folder '{folder}' holds images of labels {label} and {item.label} "
+                f"in {split_path} (e.g. '{item.impath}'): a folder is one class. Correct the "
+                "labels, or delete the file to generate the split again."
+            )
+        folders_of.setdefault(label, set()).add(folder)
+        name_of[label] = item.classname
+    labels_of_name = {}
+    for label, name in sorted(name_of.items()):
+        labels_of_name.setdefault(name, []).append(label)
+    for name, labels in labels_of_name.items():
+        if len(labels) > 1:
+            folders = sorted(f for label in labels for f in folders_of[label])
+            how = "through " + " or ".join(CLASSNAMES_FILES) if renamed else "'_' reads as a space"
+            raise ValueError(
+                f"The class folders {', '.join(repr(f) for f in folders)} in '{root}' all have "
+                f"the class name '{name}' ({how}), so their prompts would be identical: rename "
+                "a folder, or give each its own name in classnames.txt."
+            )
+    if len(name_of) < 2:
+        raise ValueError(
+            f"'{root}' holds one class ({', '.join(repr(n) for n in name_of.values())}): a "
+            "classifier needs two or more class folders."
+        )
 
 
 def read_template(path):
@@ -112,7 +173,6 @@ def rename_by_folder(items, renamed, root):
     get that class name."""
     out = []
     for item in items:
-        folder = os.path.relpath(item.impath, root).split(os.sep)[0]
-        name = renamed.get(folder, item.classname)
+        name = renamed.get(folder_of(item, root), item.classname)
         out.append(Datum(item.impath, item.label, item.domain, name))
     return out

@@ -61,7 +61,7 @@ def test_generates_saves_and_then_reads_split(tmp_path):
 
 
 def test_existing_split_file_is_used_and_kept(tmp_path):
-    root = make_image_folder(tmp_path / "data", CLASSES)
+    root = make_image_folder(tmp_path / "data", {"blue": 3, "green": 3})
     split = {
         "train": [["blue/blue_0.png", 0, "sky"], ["green/green_0.png", 1, "grass"]],
         "val": [],

@@ -44,7 +44,7 @@ def test_classnames_json_renames_over_an_existing_split(tmp_path):
 
 
 def test_given_split_file_with_class_map(tmp_path):
-    root = make_image_folder(tmp_path, CLASSES)
+    root = make_image_folder(tmp_path, {"n001": 6, "n002": 5})
     split = {
         "train": [["n001/n001_0.png", 0, "x"], ["n002/n002_0.png", 1, "y"]],
         "val": [],
@@ -113,3 +113,57 @@ def test_trainers_prompt_with_the_folders_template_and_names(
     log = (tmp_path / "out" / "log.txt").read_text()
     assert "* accuracy:" in log and "* total: 4" in log
     assert seen and set(seen) == {"a drawing of a {}."}
+
+
+def test_a_class_folder_added_after_the_split_is_named_then_a_new_split_redraws_the_shots(
+    tmp_path, capsys
+):
+    root = make_image_folder(tmp_path, CLASSES)
+    first = ImageFolder(data_cfg(root, {"DATASET.NUM_SHOTS": 2}))
+    split_text = (tmp_path / "split.json").read_text()
+    make_image_folder(tmp_path / "aardvark", {"": 6})  # sorts first: every label moves on
+    with pytest.raises(ValueError) as err:
+        ImageFolder(data_cfg(root, {"DATASET.NUM_SHOTS": 2}))
+    assert str(err.value) == (
+        f"'{root}' has class folders with images that {root}/split.json does not list: "
+        f"aardvark (added after the split was generated?). Delete {root}/split.json to "
+        f"generate a split of every class folder, or move those folders out of '{root}'."
+    )
+    assert (tmp_path / "split.json").read_text() == split_text
+    os.remove(tmp_path / "split.json")
+    capsys.readouterr()
+    second = ImageFolder(data_cfg(root, {"DATASET.NUM_SHOTS": 2}))
+    assert "was drawn from another version of the split" in capsys.readouterr().out
+    assert second.classnames == ["aardvark", *first.classnames]
+    folders = ["aardvark", *sorted(CLASSES)]
+    for item in second.train_x + second.val:  # the cached shots had the old labels
+        assert item.label == folders.index(os.path.relpath(item.impath, root).split(os.sep)[0])
+
+
+@pytest.mark.parametrize(
+    "folders, files, message",
+    [
+        ({"red_circle": 4, "red circle": 4, "blue": 4}, {},
+         "The class folders 'red circle', 'red_circle' in '{root}' all have the class name "
+         "'red circle' ('_' reads as a space), so their prompts would be identical"),
+        ({"n1": 4, "n2": 4, "n3": 4}, {"classnames.txt": "n1 cat\nn3 cat\n"},
+         "The class folders 'n1', 'n3' in '{root}' all have the class name 'cat' (through "
+         "classnames.txt or classnames.json)"),
+        ({"cat": 6}, {}, "'{root}' holds one class ('cat'): a classifier needs two or more "
+         "class folders."),
+        ({"cat": 2, "dog": 2}, {"split.json": json.dumps({
+            "train": [["cat/cat_0.png", 0, "cat"], ["dog/dog_0.png", 1, "dog"]], "val": [],
+            "test": [["cat/cat_1.png", 1, "dog"], ["dog/dog_1.png", 1, "dog"]]})},
+         "The class folder 'cat' holds images of labels 0 and 1 in {root}/split.json"),
+    ],
+)  # fmt: skip
+def test_classes_that_cannot_be_told_apart_are_refused_before_a_split_is_saved(
+    tmp_path, folders, files, message
+):
+    root = make_image_folder(tmp_path, folders)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError) as err:
+        ImageFolder(data_cfg(root))
+    assert message.format(root=root) in str(err.value)
+    assert sorted(os.listdir(root)) == sorted([*folders, *files])  # no split.json written

@@ -24,6 +24,15 @@ def _lab2cname(data_source):
     return mapping, [mapping[label] for label in labels]
 
 
+def _all_in_split(subsets, train, val):
+    """Whether every item of the cached ``subsets`` is in ``train`` or ``val`` as it is (by
+    path first: a path's hash is cached by Python, a Datum's is computed per call)."""
+    wanted = {item.impath: item for subset in subsets for item in subset}
+    found = {item.impath for items in (train, val or ()) for item in items
+             if item.impath in wanted and wanted[item.impath] == item}  # fmt: skip
+    return len(found) == len(wanted)
+
+
 class DatasetBase:
     """Lists of ``Datum`` for train_x, train_u, val and test (Dassl's ``DatasetBase``).
 
@@ -86,7 +95,9 @@ class DatasetBase:
         ``min(num_shots, 4)`` for val, from the global RNG in that order.
 
         The subsets are cached as ``<cache_dir>/shot_{K}-seed_{S}.json`` (split format, keys
-        "train" and "val") and read back when that file exists. A negative seed means an
+        "train" and "val") and read back when that file exists, unless it lists an item that
+        the split no longer holds as it is (the split was made again, e.g. after class folders
+        were added, or images removed): then they are drawn again. A negative seed means an
         unseeded run, whose draw is not cached. ``num_shots < 1`` keeps all data; ``val`` may
         be ``None`` (not sampled then).
         """
@@ -94,10 +105,16 @@ class DatasetBase:
             return train, val
         keys = ("train",) if val is None else ("train", "val")
         path = os.path.join(cache_dir, f"shot_{num_shots}-seed_{seed}.json")
+        subsets = None
         if seed >= 0 and os.path.exists(path):
-            print(f"Loading few-shot data from {path}")
-            subsets = read_items(path, path_prefix, keys)
-        else:
+            subsets = read_items(path, path_prefix, keys, check_images=False)
+            if _all_in_split(subsets, train, val):
+                print(f"Loading few-shot data from {path}")
+            else:
+                print(f"Note: {path} was drawn from another version of the split (it lists "
+                      "images, labels or class names the split does not): drawing again")  # fmt: skip
+                subsets = None
+        if subsets is None:
             subsets = [generate_fewshot_dataset(train, num_shots=num_shots)]
             if val is not None:
                 subsets.append(generate_fewshot_dataset(val, num_shots=min(num_shots, 4)))

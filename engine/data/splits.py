@@ -96,9 +96,9 @@ def write_items(filepath, path_prefix, lists):
     write_text_atomic(text, filepath)
 
 
-def read_items(filepath, path_prefix, keys):
+def read_items(filepath, path_prefix, keys, check_images=True):
     """Load the lists under ``keys`` from a split-format file as Datums with absolute paths,
-    checking that every image they name exists."""
+    checking (unless not ``check_images``) that every image they name exists."""
     if not os.path.isfile(filepath):
         raise FileNotFoundError(
             f"Split file not found: '{filepath}'. Put the dataset's split file there (for the "
@@ -106,7 +106,10 @@ def read_items(filepath, path_prefix, keys):
             "link to), or point DATASET.ROOT at the folder that holds the dataset."
         )
     with gc_paused():
-        return _read_lists(filepath, path_prefix, keys)
+        lists = _read_lists(filepath, path_prefix, keys)
+    if check_images:
+        _check_images_exist(filepath, path_prefix, lists)
+    return lists
 
 
 def _read_lists(filepath, path_prefix, keys):
@@ -137,7 +140,6 @@ def _read_lists(filepath, path_prefix, keys):
                 f"Split file '{filepath}', list '{key}': entries must be "
                 f"[relative_path, label, classname] ({err})"
             ) from err
-    _check_images_exist(filepath, path_prefix, lists)
     return lists
 
 
