@@ -111,8 +111,10 @@ class DatasetBase:
             if _all_in_split(subsets, train, val):
                 print(f"Loading few-shot data from {path}")
             else:
-                print(f"Note: {path} was drawn from another version of the split (it lists "
-                      "images, labels or class names the split does not): drawing again")  # fmt: skip
+                print(
+                    f"Note: {path} was drawn from another version of the split (it lists "
+                    "images, labels or class names the split does not): drawing again"
+                )
                 subsets = None
         if subsets is None:
             subsets = [generate_fewshot_dataset(train, num_shots=num_shots)]
