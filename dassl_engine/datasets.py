@@ -15,7 +15,9 @@ from dassl.data.datasets import DatasetBase as DasslDatasetBase
 from dassl.data.datasets import Datum as DasslDatum
 
 import datasets  # noqa: F401  (registers this project's datasets)
+from engine.checkpoint import atomic_write
 from engine.data import Datum
+from engine.data.generated import find_generated, save_generated
 from engine.registry import DATASET_REGISTRY
 
 
@@ -40,15 +42,19 @@ class DasslFewshot:
             test=to_dassl(self.test),
         )
 
-    def fewshot_from_cache_or_sample(self, train, val, num_shots, seed, cache_dir, path_prefix):
+    def fewshot_from_cache_or_sample(
+        self, train, val, num_shots, seed, cache_dir, path_prefix, split_cache=""
+    ):
         """CoOp's few-shot train and val subsets (val with min(K, 4) shots), drawn with
-        Dassl's sampler from the global RNG, cached as CoOp caches them."""
+        Dassl's sampler from the global RNG, cached as CoOp caches them (below
+        ``split_cache`` when the dataset's folder cannot be written)."""
         if num_shots < 1:
             return train, val
         path = os.path.join(cache_dir, f"shot_{num_shots}-seed_{seed}.pkl")
-        if seed >= 0 and os.path.exists(path):
-            print(f"Loading preprocessed few-shot data from {path}")
-            with open(path, "rb") as file:
+        found = find_generated(path, split_cache) if seed >= 0 else None
+        if found:
+            print(f"Loading preprocessed few-shot data from {found}")
+            with open(found, "rb") as file:
                 data = pickle.load(file)
         else:
             data = {"train": self.generate_fewshot_dataset(to_dassl(train), num_shots=num_shots)}
@@ -56,10 +62,15 @@ class DasslFewshot:
                 shots = min(num_shots, 4)
                 data["val"] = self.generate_fewshot_dataset(to_dassl(val), num_shots=shots)
             if seed >= 0:
-                os.makedirs(cache_dir, exist_ok=True)
                 print(f"Saving preprocessed few-shot data to {path}")
-                with open(path, "wb") as file:
-                    pickle.dump(data, file, protocol=pickle.HIGHEST_PROTOCOL)
+                save_generated(
+                    path,
+                    lambda target: atomic_write(
+                        target, lambda f: pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+                    ),
+                    split_cache,
+                    "the few-shot split",
+                )
         subset_val = data.get("val")
         return to_ours(data["train"]), (to_ours(subset_val) if subset_val is not None else None)
 

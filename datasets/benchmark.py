@@ -13,6 +13,7 @@ from engine.data import (
     split_trainval,
     subsample_classes,
 )
+from engine.data.generated import find_generated, save_generated
 
 DEFAULT_SPLIT_SEED = 1  # generating a split in an unseeded run (SEED < 0)
 
@@ -85,23 +86,31 @@ class BenchmarkDataset(DatasetBase):
 
     def build_lists(self, cfg, dry_run):
         """``(train_x, val, test)`` as the run uses them."""
-        train, val, test = self.read_lists(split_seed(cfg), save=not dry_run)
+        train, val, test = self.read_lists(cfg, save=not dry_run)
         if dry_run:
             return train, val, test
         return self.fewshot_and_subsample(cfg, train, val, test, self.image_dir)
 
-    def read_lists(self, seed, save):
-        """``(train, val, test)`` from the split file, or generated (and saved if ``save``)."""
+    def read_lists(self, cfg, save):
+        """``(train, val, test)`` from the split file, or generated (and saved if ``save``:
+        in the dataset's folder, else below DATASET.SPLIT_CACHE)."""
+        seed = split_seed(cfg)
         if self.split_file is None:
             return self.generate_split(seed)
         split_path = os.path.join(self.dataset_dir, self.split_file)
-        if os.path.exists(split_path):
-            print(f"Reading split from {split_path}")
-            return read_split(split_path, self.image_dir)
+        found = find_generated(split_path, cfg.DATASET.SPLIT_CACHE)
+        if found:
+            print(f"Reading split from {found}")
+            return read_split(found, self.image_dir)
         print(f"No {split_path}: generating it (seed {seed})")
         train, val, test = self.generate_split(seed)
         if save:
-            save_split(train, val, test, split_path, self.image_dir)
+            save_generated(
+                split_path,
+                lambda target: save_split(train, val, test, target, self.image_dir),
+                cfg.DATASET.SPLIT_CACHE,
+                "the split file",
+            )
         return train, val, test
 
     def generate_split(self, seed):

@@ -12,6 +12,7 @@ from engine.data import (
     read_split,
     save_split,
 )
+from engine.data.generated import find_generated, save_generated
 from engine.registry import DATASET_REGISTRY
 
 LAYOUT = "ROOT/<class>/<image> (one folder per class; '_' in a folder name reads as a space)"
@@ -50,7 +51,8 @@ class ImageFolder(DatasetBase):
         self.template = read_template(os.path.join(root, self.template_file))
         renamed = read_classname_map(root, self.classnames_files)
         split_path = os.path.join(root, self.split_file)
-        generated = not os.path.exists(split_path)
+        found = find_generated(split_path, cfg.DATASET.SPLIT_CACHE)
+        generated = found is None
         if generated:
             folders = list_class_dirs(root, ignored=(self.fewshot_dir,))
             train, val, test = read_and_split_data(
@@ -60,12 +62,17 @@ class ImageFolder(DatasetBase):
                 seed=self.SPLIT_SEED,
             )
         else:
-            train, val, test = read_split(split_path, root)
-            check_every_folder_listed(root, split_path, train + val + test, self.fewshot_dir)
+            train, val, test = read_split(found, root)
+            check_every_folder_listed(root, found, train + val + test, self.fewshot_dir)
         named = [rename_by_folder(items, renamed, root) for items in (train, val, test)]
-        check_classes(root, split_path, named, renamed)
+        check_classes(root, found or split_path, named, renamed)
         if generated:
-            save_split(train, val, test, split_path, root)
+            save_generated(
+                split_path,
+                lambda target: save_split(train, val, test, target, root),
+                cfg.DATASET.SPLIT_CACHE,
+                "the split file",
+            )
         train, val, test = self.fewshot_and_subsample(cfg, *named, root)
         super().__init__(train_x=train, val=val, test=test)
 

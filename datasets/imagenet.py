@@ -8,7 +8,7 @@ the image folders or classnames.txt. CoOp keeps a pickle instead; we never unpic
 
 import os
 
-from datasets.benchmark import BenchmarkDataset, Need, split_seed
+from datasets.benchmark import BenchmarkDataset, Need
 from datasets.imagenet_classes import read_class_folders, read_classnames, require_known
 from engine.data import list_class_dirs, subsample_classes
 from engine.data.images import IMG_EXTENSIONS
@@ -78,7 +78,7 @@ class ImageNet(BenchmarkDataset):
         return train, [], test
 
     def build_lists(self, cfg, dry_run):
-        train, _, test = self.read_lists(split_seed(cfg), save=not dry_run)
+        train, _, test = self.read_lists(cfg, save=not dry_run)
         if not dry_run:
             train, _ = self.fewshot_from_cache_or_sample(
                 train,
@@ -87,6 +87,7 @@ class ImageNet(BenchmarkDataset):
                 cfg.SEED,
                 os.path.join(self.dataset_dir, self.fewshot_dir),
                 self.image_dir,
+                cfg.DATASET.SPLIT_CACHE,
             )
             train, test = subsample_classes(train, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
         return train, test, test

@@ -189,6 +189,9 @@ def add_project_keys(cfg):
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all | base | new (CoOp/CoCoOp)
     # Unreadable images: "error" stops with the file name; "skip" drops them with a warning.
     cfg.DATASET.ON_BAD_IMAGE = "error"
+    # Where a dataset's generated split and few-shot files go when its folder cannot be
+    # written (a read-only shared copy); they are read back from there (engine/data/generated.py).
+    cfg.DATASET.SPLIT_CACHE = "~/.cache/dpt/splits"
     # Keep worker processes between epochs and evaluations; page-locked batches for fast
     # host-to-GPU copies (used with CUDA only); decoded train images kept in memory up to this
     # many MiB (0: off), so that few-shot train sets are decoded once, not every epoch.
@@ -479,7 +482,7 @@ def inert_key_notes(cfg):
 # Runs that differ only in these share a config (``result_settings``). Trainer modules add
 # their own (``declare_result_neutral``).
 RESULT_NEUTRAL_KEYS = [
-    "OUTPUT_DIR", "RESUME", "VERBOSE", "NUM_THREADS", "DATASET.ROOT",
+    "OUTPUT_DIR", "RESUME", "VERBOSE", "NUM_THREADS", "DATASET.ROOT", "DATASET.SPLIT_CACHE",
     "DATALOADER.PIN_MEMORY", "DATALOADER.CACHE_IMAGES_MB", "TRAIN.PRINT_FREQ",
     "TRAIN.CHECKPOINT_FREQ", "TEST.PER_CLASS_RESULT", "TEST.COMPUTE_CMAT",
 ]  # fmt: skip

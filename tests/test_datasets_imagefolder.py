@@ -3,6 +3,7 @@ split.json, with base/new classes and through train.py."""
 
 import json
 import os
+import random
 
 import pytest
 
@@ -12,6 +13,7 @@ from datasets.imagefolder import ImageFolder
 from engine.data import DataManager
 from tests.clip_fixtures import save_clip_checkpoint
 from tests.data_fixtures import data_cfg, make_image_folder
+from tests.run_fixtures import read_only, snapshot
 from trainers import builtin
 
 CLASSES = {"n001": 6, "n002": 5, "red_car": 8}
@@ -167,3 +169,26 @@ def test_classes_that_cannot_be_told_apart_are_refused_before_a_split_is_saved(
         ImageFolder(data_cfg(root))
     assert message.format(root=root) in str(err.value)
     assert sorted(os.listdir(root)) == sorted([*folders, *files])  # no split.json written
+
+
+def test_a_read_only_dataset_keeps_its_generated_files_in_the_split_cache(tmp_path, capsys):
+    """No split.json and a new seed on a folder that cannot be written: the split and the
+    few-shot draw go below DATASET.SPLIT_CACHE, and the next run reads them from there."""
+    root = make_image_folder(tmp_path / "shared", CLASSES)
+    cache = tmp_path / "cache"
+    cfg = data_cfg(root, {"DATASET.NUM_SHOTS": 2, "DATASET.SPLIT_CACHE": str(cache)})
+    before = snapshot(root)
+    with read_only(root):
+        random.seed(1)
+        first = ImageFolder(cfg)
+        mirrored = cache / root.lstrip(os.sep)
+        out = capsys.readouterr().out
+        assert f"saving it to {mirrored / 'split.json'} instead (DATASET.SPLIT_CACHE)" in out
+        assert f"Saved few-shot data to {mirrored / 'split_fewshot' / 'shot_2-seed_1.json'}" in out
+        again = ImageFolder(cfg)
+        out = capsys.readouterr().out
+        assert f"Loading few-shot data from {mirrored / 'split_fewshot'}" in out
+        assert "Saved" not in out
+    assert snapshot(root) == before
+    assert (again.train_x, again.val, again.test) == (first.train_x, first.val, first.test)
+    assert sorted(os.listdir(mirrored)) == ["split.json", "split_fewshot"]

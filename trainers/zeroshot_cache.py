@@ -17,8 +17,8 @@ ZEROSHOT_CACHE_FOLDER = "zeroshot_cache"  # a trained run's own, in its run dire
 # few-shot train set and its loader. Of TRAINER it reads only SPEED and ZSCLIP (the precision,
 # TRAINER.COOP.PREC, enters the key as resolved for the device).
 NOT_READ_BY_ZEROSHOT = ("OUTPUT_DIR", "RESUME", "SEED", "VERBOSE", "NUM_THREADS", "OPTIM",
-                        "TRAIN", "PRETRAIN", "DATASET.NUM_SHOTS", "DATALOADER.TRAIN_X",
-                        "DATALOADER.TRAIN_U", "DATALOADER.NUM_WORKERS",
+                        "TRAIN", "PRETRAIN", "DATASET.NUM_SHOTS", "DATASET.SPLIT_CACHE",
+                        "DATALOADER.TRAIN_X", "DATALOADER.TRAIN_U", "DATALOADER.NUM_WORKERS",
                         "DATALOADER.PERSISTENT_WORKERS", "DATALOADER.PIN_MEMORY",
                         "DATALOADER.CACHE_IMAGES_MB", "TEST.ZEROSHOT_BASELINE",
                         "TEST.ZEROSHOT_CACHE", "TEST.FINAL_MODEL", "TEST.NO_TEST",

@@ -2,6 +2,7 @@
 
 import os
 
+from engine.data.generated import find_generated, save_generated
 from engine.data.sampling import generate_fewshot_dataset, subsample_classes
 from engine.data.splits import read_items, write_items
 
@@ -90,29 +91,33 @@ class DatasetBase:
         root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
         return os.path.normpath(os.path.join(root, cls.dataset_dir))
 
-    def fewshot_from_cache_or_sample(self, train, val, num_shots, seed, cache_dir, path_prefix):
+    def fewshot_from_cache_or_sample(
+        self, train, val, num_shots, seed, cache_dir, path_prefix, split_cache=""
+    ):
         """CoOp's few-shot train and val: ``num_shots`` per class for train, then
         ``min(num_shots, 4)`` for val, from the global RNG in that order.
 
         The subsets are cached as ``<cache_dir>/shot_{K}-seed_{S}.json`` (split format, keys
         "train" and "val") and read back when that file exists, unless it lists an item that
         the split no longer holds as it is (the split was made again, e.g. after class folders
-        were added, or images removed): then they are drawn again. A negative seed means an
-        unseeded run, whose draw is not cached. ``num_shots < 1`` keeps all data; ``val`` may
-        be ``None`` (not sampled then).
+        were added, or images removed): then they are drawn again. Where ``cache_dir``
+        cannot be written, the file goes below ``split_cache`` (``engine.data.generated``). A
+        negative seed means an unseeded run, whose draw is not cached. ``num_shots < 1`` keeps
+        all data; ``val`` may be ``None`` (not sampled then).
         """
         if num_shots < 1:
             return train, val
         keys = ("train",) if val is None else ("train", "val")
         path = os.path.join(cache_dir, f"shot_{num_shots}-seed_{seed}.json")
         subsets = None
-        if seed >= 0 and os.path.exists(path):
-            subsets = read_items(path, path_prefix, keys, check_images=False)
+        found = find_generated(path, split_cache) if seed >= 0 else None
+        if found:
+            subsets = read_items(found, path_prefix, keys, check_images=False)
             if _all_in_split(subsets, train, val):
-                print(f"Loading few-shot data from {path}")
+                print(f"Loading few-shot data from {found}")
             else:
                 print(
-                    f"Note: {path} was drawn from another version of the split (it lists "
+                    f"Note: {found} was drawn from another version of the split (it lists "
                     "images, labels or class names the split does not): drawing again"
                 )
                 subsets = None
@@ -121,8 +126,13 @@ class DatasetBase:
             if val is not None:
                 subsets.append(generate_fewshot_dataset(val, num_shots=min(num_shots, 4)))
             if seed >= 0:
-                write_items(path, path_prefix, dict(zip(keys, subsets)))
-                print(f"Saved few-shot data to {path}")
+                saved = save_generated(
+                    path,
+                    lambda target: write_items(target, path_prefix, dict(zip(keys, subsets))),
+                    split_cache,
+                    "the few-shot split",
+                )
+                print(f"Saved few-shot data to {saved}")
         return subsets[0], (subsets[1] if val is not None else None)
 
     def fewshot_and_subsample(self, cfg, train, val, test, path_prefix):
@@ -136,5 +146,6 @@ class DatasetBase:
             cfg.SEED,
             os.path.join(self.dataset_dir, self.fewshot_dir),
             path_prefix,
+            cfg.DATASET.SPLIT_CACHE,
         )
         return subsample_classes(train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)

@@ -1,5 +1,7 @@
 """Decoding image files, with errors that name the file and the way out."""
 
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -33,14 +35,25 @@ def to_rgb(img):
     return Image.fromarray(np.rint(samples).astype(np.uint8)).convert("RGB")
 
 
+def _is_empty(path):
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
+
+
 def read_image(path):
     """The image at ``path`` as an RGB PIL image, fully decoded (so truncation shows here)."""
     try:
         with Image.open(path) as img:
             return to_rgb(img)
     except Exception as err:  # PIL raises OSError, ValueError, SyntaxError, zlib.error, ...
+        why = "the file is empty (0 bytes)" if _is_empty(path) else f"{type(err).__name__}: {err}"
         raise BadImageError(
-            f"Cannot read image '{path}' ({type(err).__name__}: {err}). Fix or remove the "
-            "file, or set DATASET.ON_BAD_IMAGE skip to drop unreadable images with a warning.",
+            f"Cannot read image '{path}' ({why}). Replace it with a readable copy; or delete "
+            "it and remove its entry from the split file that lists it (a split file that "
+            "the dataset generated, such as ImageFolder's split.json, is made again without "
+            "it when deleted); or set DATASET.ON_BAD_IMAGE skip to leave unreadable images "
+            "out with a warning.",
             path,
         ) from err

@@ -170,7 +170,9 @@ def _check_images_exist(filepath, path_prefix, lists):
         raise FileNotFoundError(
             f"{len(missing)} of {len(paths)} images listed in '{filepath}' do not exist under "
             f"'{path_prefix}': {named}{more}. Check that DATASET.ROOT points at the dataset "
-            "and that its image folder is complete."
+            "and that its image folder is complete; images removed on purpose must leave the "
+            "split file too (remove their entries, or delete a split file that the dataset "
+            "generated: it is made again from the images there)."
         )
 
 
