@@ -1,6 +1,8 @@
 """Load a CLIP model by OpenAI model name or from a local checkpoint file."""
 
 import os
+import pickle
+import re
 import socket
 import warnings
 
@@ -62,6 +64,42 @@ def resolve_checkpoint(name_or_path, cache_dir=CLIP_CACHE_DIR):
         socket.setdefaulttimeout(previous_timeout)
 
 
+class ClipCheckpointError(ValueError):
+    """A MODEL.BACKBONE.NAME file that does not hold CLIP's weights."""
+
+
+CLIP_FILE = (
+    "MODEL.BACKBONE.NAME must name CLIP's weights: OpenAI's TorchScript archive (such as "
+    "ViT-B-32.pt, which a model name like ViT-B/32 downloads) or a state dict in OpenAI's "
+    "layout (keys such as visual.conv1.weight, transformer.resblocks.0.attn.in_proj_weight, "
+    "token_embedding.weight, text_projection)."
+)
+ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's archive; its older format
+RUN_CHECKPOINT = re.compile(r"^model(\.pth\.tar-\d+|-best\.pth\.tar)$")  # engine/checkpoint.py
+
+
+def _not_clip(path, why):
+    return ClipCheckpointError(f"'{path}' is not a CLIP checkpoint: {why}. {CLIP_FILE}")
+
+
+def _unreadable(path, err):
+    """Why ``path`` could not be loaded, from its first bytes and the error."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+        shown = head[:32].decode("utf-8", "replace").split("\n")[0]
+        return _not_clip(path, f"it is not a file that torch.save writes (it begins {shown!r})")
+    if RUN_CHECKPOINT.match(os.path.basename(path)) or isinstance(err, pickle.UnpicklingError):
+        return _not_clip(
+            path,
+            "it holds Python objects besides tensors, as the checkpoints of a training run "
+            "(model.pth.tar-N: the learned prompts with their optimiser state, not CLIP) do; "
+            "evaluate such a run with --eval-only --model-dir RUN",
+        )
+    reason = str(err).split(". ")[0].strip() or type(err).__name__
+    return _not_clip(path, f"it is truncated or corrupt ({reason}); download or copy it again")
+
+
 def _read_state_dict(path):
     try:
         with warnings.catch_warnings():
@@ -71,18 +109,16 @@ def _read_state_dict(path):
         pass  # not a TorchScript archive: a plain state dict
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise RuntimeError(
-            f"Cannot read CLIP checkpoint '{path}': {err}. Expected a TorchScript archive or a "
-            "state dict in OpenAI's layout (re-download or re-create the file)."
-        ) from err
+    except Exception as err:  # EOFError, RuntimeError, UnpicklingError, KeyError, ...
+        raise _unreadable(path, err) from err
     if isinstance(obj, dict) and "state_dict" in obj:
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or "text_projection" not in obj:
-        raise RuntimeError(
-            f"'{path}' does not hold a CLIP state dict in OpenAI's layout "
-            "(no 'text_projection' key)."
-        )
+        keys = sorted(obj)[:6] if isinstance(obj, dict) else None
+        held = f"a dict with the keys {keys}" if keys is not None else type(obj).__name__
+        if keys is not None and len(obj) > 6:
+            held += f" and {len(obj) - 6} more"
+        raise _not_clip(path, f"it holds {held}, without CLIP's text_projection")
     return obj
 
 

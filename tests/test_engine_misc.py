@@ -114,7 +114,7 @@ def test_unknown_backbone_and_corrupt_file(tmp_path):
     assert os.path.abspath(missing) in str(info.value)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="Cannot read CLIP checkpoint"):
+    with pytest.raises(ValueError, match="is not a CLIP checkpoint: it is not a file that"):
         load_clip(str(bad))
 
 
