@@ -138,11 +138,18 @@ def load_engine(name):
     return builtin if name == "builtin" else dassl_engine.load()
 
 
-def check_args(engine, cfg):
-    """Fail before any work on what can be checked from the config alone."""
+def check_args(engine, cfg, args):
+    """Fail before any work on what can be checked from the config and flags alone."""
     engine.check_config(cfg)
     check_run_values(cfg)
     check_threads(cfg.NUM_THREADS)
+    for flag, folder in (("--model-dir", args.model_dir), ("--resume", cfg.RESUME)):
+        if folder and not os.path.isdir(folder):
+            raise FileNotFoundError(
+                f"{flag} '{folder}' does not exist (or is not a folder): give the run "
+                "directory of a trained run (it holds a folder per learned module, e.g. "
+                "prompt_learner/). Nothing was written."
+            )
 
 
 def output_dir_given(args):
@@ -203,7 +210,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     engine = load_engine(args.engine)
     cfg = engine.setup_cfg(args)
-    check_args(engine, cfg)
+    check_args(engine, cfg, args)
     if args.eval_only and args.model_dir:
         check_same_model(cfg, args.model_dir)
     cfg = choose_output_dir(args, cfg)

@@ -13,7 +13,8 @@ from dassl_engine.compat import allow_current_torch_schedulers, save_warmup_succ
 from dassl_engine.datasets import register_datasets
 from dassl_engine.trainer import build_trainer, register_methods  # noqa: F401 (engine API)
 from engine import config as engine_config
-from trainers.method import method_for
+from engine.trainer import check_final_model
+from trainers.method import context_notes, method_for
 
 # This project's keys that Dassl's loop and data manager do not read.
 UNUSED_KEYS = (
@@ -57,11 +58,16 @@ def check_config(cfg):
 def unused_settings(cfg):
     """Notes on the keys set in ``cfg`` that nothing reads in this engine."""
     why = "Dassl's data manager and loop do not read it (it is the builtin engine's)"
-    return engine_config.inert_key_notes(cfg) + engine_config.unread_settings(cfg, UNUSED_KEYS, why)
+    return (
+        engine_config.inert_key_notes(cfg)
+        + engine_config.unread_settings(cfg, UNUSED_KEYS, why)
+        + context_notes(cfg)
+    )
 
 
 def train(trainer):
     """Dassl's training loop; the final test's results (None with TEST.NO_TEST)."""
+    check_final_model(trainer.cfg, trainer.val_loader is not None)
     trainer.train()
     return dict(trainer.evaluator.results) if trainer.final_accuracy is not None else None
 

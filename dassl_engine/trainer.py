@@ -22,7 +22,7 @@ from engine.checkpoint import atomic_write_json, saving
 from engine.precision import MixedPrecision, resolve_precision
 from engine.randomness import is_keyed, run_seed, stream_seed, untouched_global_rng
 from engine.registry import TRAINER_REGISTRY
-from engine.rundir import RESULTS_FILE, results_record
+from engine.rundir import RESULTS_FILE, UNTRAINED, results_record
 from engine.tensorboard import module_lrs, open_writer
 from models.clip_loader import cast_clip
 from trainers.evaluated_run import check_classes
@@ -159,6 +159,7 @@ class MethodTrainer(TrainerX):
         code; derived buffers and other classes' CAVPT heads are not loaded."""
         if not directory:
             print("Note: no --model-dir given; evaluating the untrained initialisation")
+            self.extra_results[UNTRAINED] = True
             return
         check_classes(self.model, directory, self.classnames)
         saved = read_trained_states(directory, self._models, epoch)

@@ -21,7 +21,9 @@ settings is an error, never silently reused.
 import functools
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 
 import numpy as np
@@ -29,6 +31,7 @@ from tqdm import tqdm
 from yacs.config import CfgNode as CN
 
 from datasets import toy_render
+from engine.checkpoint import saving
 from engine.config import extend_cfg
 from engine.data import DatasetBase, Datum, read_split, write_items
 from engine.permissions import share_as_umask
@@ -121,15 +124,52 @@ def check_root(cfg_root, dataset_dir):
         )
 
 
+TEMP_PREFIX = ".toy-"  # a generation's folder, renamed to the dataset's when complete
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(?P<pid>\d+)@(?P<host>.+)-\w{8}$")
+
+
+def _is_running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_leftovers(parent):
+    """Delete the folders of generations in ``parent`` that were killed (their process, on
+    this host, is gone); returns their paths."""
+    removed = []
+    host = socket.gethostname()
+    for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else ():
+        match = _TEMP_NAME.match(name)
+        if match and match["host"] == host and not _is_running(int(match["pid"])):
+            path = os.path.join(parent, name)
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.exists(path):
+                print(f"Removed '{path}', left by a Toy generation that was interrupted")
+                removed.append(path)
+    return removed
+
+
 def generate(root, settings):
     """Write the images, split file and settings of a Toy dataset into the new folder
     ``root``, through a temporary sibling folder renamed at the end (so an interrupted or
-    concurrent generation never leaves a half-written dataset behind)."""
+    concurrent generation never leaves a half-written dataset behind; the folder of one
+    that was killed is removed by the next run, ``remove_leftovers``)."""
     parent = os.path.dirname(root)
     count = len(ordered_classes()) * sum(settings["per_class"].values())
     print(f"Toy is not in '{root}' yet: generating it there ({count:,} images)", flush=True)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".toy-", dir=parent)
+    prefix = f"{TEMP_PREFIX}{os.getpid()}@{socket.gethostname()}-"
+    with saving(f"the Toy dataset in '{root}'"):
+        _write_into(tempfile.mkdtemp(prefix=prefix, dir=parent), root, settings)
+
+
+def _write_into(tmp, root, settings):
+    """Generate into ``tmp``, then rename it to ``root``; ``tmp`` never stays."""
     try:
         lists = {split: [] for split in SPLITS}
         classes = ordered_classes()
@@ -188,6 +228,7 @@ class Toy(DatasetBase):
     def __init__(self, cfg):
         settings = generator_settings(cfg)
         self.dataset_dir = self.dataset_path(cfg)
+        remove_leftovers(os.path.dirname(self.dataset_dir))
         if not os.path.exists(self.dataset_dir):
             check_root(cfg.DATASET.ROOT, self.dataset_dir)
             generate(self.dataset_dir, settings)

@@ -12,6 +12,9 @@ from engine.config import cfg_digest, experiment_digest
 RESULTS_FILE = "results.json"  # written last: its presence marks a finished run
 CONFIG_FILE = "config.yaml"  # the merged config of the run (engine/run_inputs.py)
 CLASSES_FILE = "classnames.json"  # {"classnames": [...], "template": "a photo of a {}."}
+# In results.json: the model evaluated was never trained (--eval-only without --model-dir),
+# so the results parser leaves it out of tables.
+UNTRAINED = "untrained"
 KEPT_ON_OVERWRITE = ("log.txt",)  # grows across sessions; previous-*/ and hidden files stay too
 
 

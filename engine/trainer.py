@@ -53,6 +53,17 @@ def evaluation_header(split, what=""):
     return f"Evaluate {what + ' ' if what else ''}on the *{split}* set"
 
 
+def check_final_model(cfg, has_val):
+    """TEST.FINAL_MODEL best_val picks the deployed epoch on the val split; without one it
+    would deploy the last epoch silently (Dassl's loop: pick it on the test split)."""
+    if cfg.TEST.FINAL_MODEL == "best_val" and not has_val:
+        raise ValueError(
+            f"TEST.FINAL_MODEL best_val chooses the epoch to deploy by its val accuracy, and "
+            f"this run's data ({cfg.DATASET.NAME}) has no val split: set TEST.FINAL_MODEL "
+            "last_step, or use a dataset with a val split."
+        )
+
+
 class Trainer:
     def __init__(self, cfg):
         self.cfg = cfg
@@ -198,7 +209,7 @@ class Trainer:
         freq = self.cfg.TRAIN.CHECKPOINT_FREQ
         keep = last or (freq > 0 and (self.epoch + 1) % freq == 0)
         val_result, is_best = None, False
-        if self.cfg.TEST.FINAL_MODEL == "best_val" and self.dm.val_loader is not None:
+        if self.cfg.TEST.FINAL_MODEL == "best_val":
             val_result = self.test(split="val", write_results=False)["accuracy"]
             is_best = val_result > self.best_val
             if is_best:
@@ -212,7 +223,7 @@ class Trainer:
         print("Finish training")
         results = None
         if not self.cfg.TEST.NO_TEST:
-            if self.cfg.TEST.FINAL_MODEL == "best_val" and self.dm.val_loader is not None:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
                 self.load_model(self.output_dir, best=True)
             else:

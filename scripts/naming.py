@@ -35,11 +35,18 @@ def shown(path):
     return path if relative.startswith("..") else relative
 
 
+def context_length(n_ctx, ctx_init):
+    """The text context vectors a prompt learns: one per word of ``ctx_init`` when it is set
+    (underscores read as spaces, as CoOp counts them), else ``n_ctx``."""
+    return len(ctx_init.replace("_", " ").split()) if ctx_init else n_ctx
+
+
 def setting(cfg):
     """The ``<setting>`` folder of a run: CoOp's ``nctx<N>_csc<CSC>_ctp<POSITION>`` for the
     text prompt, ``_vctx<N>`` added for VLP and DPT's visual prompt, ``vctx<N>`` for VPT,
     ``nctx<N>_ctxinit<bool>`` for CoCoOp, ``zeroshot`` for zero-shot CLIP; ``_epochs<S>x``
-    added for a schedule scaled by OPTIM.EPOCH_SCALE S."""
+    added for a schedule scaled by OPTIM.EPOCH_SCALE S. ``nctx`` is the number of vectors
+    learned: the words of ``CTX_INIT`` when it is set."""
     name = _prompt_setting(cfg)
     scale = cfg.OPTIM.EPOCH_SCALE
     return name if scale == 1 else f"{name}_epochs{scale:g}x"
@@ -53,9 +60,9 @@ def _prompt_setting(cfg):
         return f"vctx{cfg.TRAINER.VPT.N_CTX}"
     if trainer == "CoCoOp":
         c = cfg.TRAINER.COCOOP
-        return f"nctx{c.N_CTX}_ctxinit{bool(c.CTX_INIT)}"
+        return f"nctx{context_length(c.N_CTX, c.CTX_INIT)}_ctxinit{bool(c.CTX_INIT)}"
     c = cfg.TRAINER.COOP
-    name = f"nctx{c.N_CTX}_csc{c.CSC}_ctp{c.CLASS_TOKEN_POSITION}"
+    name = f"nctx{context_length(c.N_CTX, c.CTX_INIT)}_csc{c.CSC}_ctp{c.CLASS_TOKEN_POSITION}"
     if trainer in ("VLP", "DPT"):
         name += f"_vctx{cfg.TRAINER.VPT.N_CTX}"
     return name

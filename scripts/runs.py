@@ -7,11 +7,13 @@ unfinished run, and so is a log of ours without ``results.json``.
 """
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
 
 from engine.rundir import RESULTS_FILE as RESULTS
+from engine.rundir import UNTRAINED
 from scripts.naming import OTHER, RunId, parse_run_dir, seed_of_dir
 
 LOG = "log.txt"
@@ -96,11 +98,18 @@ def read_run(path):
     if results:
         if not isinstance(results, dict) or "accuracy" not in results:
             return Run(path, run_id, False, why=f"{RESULTS} holds no accuracy: not a run's")
+        if results.get(UNTRAINED):
+            return Run(path, run_id, False, why="an untrained model (--eval-only without "
+                       "--model-dir): left out")  # fmt: skip
+        accuracy = results["accuracy"]
+        if not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
+            return Run(path, run_id, False, why=f"failed: its accuracy is {accuracy} (see its "
+                       f"{LOG})")  # fmt: skip
         return Run(
             path,
             run_id,
             True,
-            results["accuracy"],
+            accuracy,
             digest=results.get("experiment_digest"),
             zeroshot=results.get("zeroshot_accuracy"),
             backbone=results.get("backbone"),

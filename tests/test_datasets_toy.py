@@ -1,21 +1,27 @@
 """The generated Toy benchmark: files on disk, determinism, class order, settings checks, and
 the main job (tiny CLIP + Toy + train.py) on a small Toy."""
 
+import errno
 import hashlib
 import json
 import os
+import random
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from datasets import toy, toy_render
+from engine.checkpoint import RunWriteError
 from engine.config import get_cfg_default
 from engine.data import DataManager
-from tests.run_fixtures import REPO
+from tests.run_fixtures import REPO, read_only
 
 SMALL = ["DATASET.TOY.TRAIN_PER_CLASS", "3", "DATASET.TOY.VAL_PER_CLASS", "1",
          "DATASET.TOY.TEST_PER_CLASS", "2"]  # fmt: skip
@@ -212,3 +218,67 @@ def test_toy_is_generated_only_below_an_existing_folder_and_announced(tmp_path, 
     cfg.merge_from_file(os.path.join(REPO, "configs", "datasets", "toy.yaml"))
     assert cfg.DATASET.ROOT == toy.DEFAULT_ROOT
     toy.check_root(toy.DEFAULT_ROOT, str(tmp_path / "missing" / "data" / "toy"))
+
+
+def test_a_killed_generation_leaves_a_folder_that_the_next_run_removes(tmp_path, capsys):
+    """SIGKILL in the middle of a generation: its .toy-<pid>@<host>-* folder stays until the
+    next run removes it; folders of running generations and of other hosts stay."""
+    pid = os.fork()
+    if pid == 0:  # the child generates a Toy big enough to be killed half way
+        try:
+            toy.Toy(toy_cfg(tmp_path, "DATASET.TOY.TEST_PER_CLASS", "400"))
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 60
+    while not [n for n in os.listdir(tmp_path) if n.startswith(".toy-")]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    (killed,) = [tmp_path / n for n in os.listdir(tmp_path) if n.startswith(".toy-")]
+    assert os.listdir(killed / "images") and not (tmp_path / "toy").exists()
+    running = tmp_path / f".toy-{os.getpid()}@{socket.gethostname()}-abcd1234"
+    elsewhere = tmp_path / f".toy-{pid}@another-host-abcd1234"
+    for folder in (running, elsewhere):
+        folder.mkdir()
+    capsys.readouterr()
+    toy.Toy(toy_cfg(tmp_path))
+    assert f"Removed '{killed}', left by a Toy generation that was interrupted" in (
+        capsys.readouterr().out
+    )
+    assert sorted(os.listdir(tmp_path)) == sorted([running.name, elsewhere.name, "toy"])
+
+
+def test_a_full_disk_during_generation_is_a_message_and_leaves_nothing(tmp_path, monkeypatch):
+    save, saved = Image.Image.save, [0]
+
+    def fills_up(self, *args, **kwargs):
+        saved[0] += 1
+        if saved[0] > 20:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", fills_up)
+    with pytest.raises(RunWriteError) as err:
+        toy.Toy(toy_cfg(tmp_path))
+    assert str(err.value) == (
+        f"Could not save the Toy dataset in '{tmp_path / 'toy'}' ([Errno 28] No space left on "
+        "device). Fix the cause (permissions, free space), then run the command again."
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_new_seed_on_a_read_only_toy_keeps_its_shots_in_the_split_cache(small_toy, tmp_path):
+    root, _ = small_toy
+    cache = tmp_path / "cache"
+    before = digest_tree(root / "toy")
+    cfg = toy_cfg(root, "DATASET.NUM_SHOTS", "1", "SEED", "5", "DATASET.SPLIT_CACHE", str(cache))
+    with read_only(root / "toy"):
+        random.seed(5)
+        first = toy.Toy(cfg).train_x
+        random.seed(5)
+        assert toy.Toy(cfg).train_x == first
+    assert digest_tree(root / "toy") == before
+    cached = cache / str(root / "toy" / "split_fewshot" / "shot_1-seed_5.json").lstrip(os.sep)
+    assert cached.is_file()

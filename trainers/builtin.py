@@ -7,11 +7,13 @@ from engine import config as engine_config
 from engine import distributed
 from engine.data import DataManager
 from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
-from engine.trainer import Trainer, evaluation_header
+from engine.rundir import UNTRAINED
+from engine.trainer import Trainer, check_final_model, evaluation_header
 from models.clip_loader import cast_clip
 from trainers.evaluated_run import check_classes
 from trainers.method import (
     build_clip,
+    context_notes,
     load_module_state,
     method_for,
     step_summary,
@@ -41,8 +43,10 @@ def unused_settings(cfg):
         "the builtin engine does not read it (Dassl's key is accepted so that its config "
         "files load)"
     )
-    return engine_config.inert_key_notes(cfg) + engine_config.unread_settings(
-        cfg, engine_config.UNREAD_DASSL_KEYS, why
+    return (
+        engine_config.inert_key_notes(cfg)
+        + engine_config.unread_settings(cfg, engine_config.UNREAD_DASSL_KEYS, why)
+        + context_notes(cfg)
     )
 
 
@@ -52,6 +56,7 @@ def build_trainer(cfg):
 
 
 def train(trainer):
+    check_final_model(trainer.cfg, trainer.dm.val_loader is not None)
     return trainer.train()
 
 
@@ -166,6 +171,7 @@ class ClipTrainer(Trainer):
         if not directory:
             if self.learns:
                 print("Note: no --model-dir given; evaluating the untrained initialisation")
+                self.extra_results[UNTRAINED] = True
             return
         check_classes(self.model, directory, self.classnames)
         self.load_states(read_trained_states(directory, self._modules, epoch, best))

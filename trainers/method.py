@@ -16,6 +16,7 @@ from models.settings import TextPromptCfg
 from models.speed import Speed, apply_speed
 from models.templates import dataset_template
 from models.zeroshot import ZeroShotClassifier
+from scripts.naming import context_length
 from trainers.settings import ConfigKeys, named_keys
 
 # TRAINER.COOP is not CoOp's alone: the original DPT code reads its text-prompt keys and its
@@ -229,6 +230,24 @@ def check_shapes(cfg, name, module, params, saved):
             "its log.txt): evaluate with the same settings."
         )
     raise ValueError(message)
+
+
+def context_notes(cfg):
+    """A note when a method's ``CTX_INIT`` sets another number of context vectors than its
+    ``N_CTX`` says (one vector per word; ``N_CTX`` is then not used)."""
+    notes = []
+    for keys in TRAINER_REGISTRY.get(cfg.TRAINER.NAME).config_keys:
+        if not {"n_ctx", "ctx_init"} <= set(keys.keys):
+            continue
+        settings = keys.read(cfg)
+        length = context_length(settings.n_ctx, settings.ctx_init)
+        if length != settings.n_ctx:
+            notes.append(
+                f"Note: {keys.keys['ctx_init']} {settings.ctx_init!r} has {length} words, so "
+                f"the text context has {length} vectors, one per word; {keys.keys['n_ctx']} "
+                f"{settings.n_ctx} is not used (the run directory's name says nctx{length})."
+            )
+    return notes
 
 
 def method_for(cfg):
