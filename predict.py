@@ -13,9 +13,11 @@ import argparse
 import csv
 import io
 import sys
+import warnings
 
 from engine.checkpoint import atomic_write, atomic_write_json
 from engine.cli import exit_status
+from inference.classifier import IgnoredOrientation, orientation_note
 from inference.cli import (
     add_model_arguments,
     classifier_from_args,
@@ -81,12 +83,18 @@ def main(argv=None):
     files = expand_paths(args.paths)
     clf = classifier_from_args(args, args.classnames)
     batch_size = args.batch_size or clf.cfg.DATALOADER.TEST.BATCH_SIZE
-    predictions, unreadable = clf.predict_files(files, batch_size, progress=len(files) > batch_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IgnoredOrientation)  # said below, without a location
+        predictions, unreadable = clf.predict_files(
+            files, batch_size, progress=len(files) > batch_size
+        )
     for path, row in zip(predictions.paths, predictions.top(args.topk)):
         print(f"{path}  " + " | ".join(f"{name} {100 * p:.1f}%" for name, p in row))
     if args.out:
         write_predictions(args.out, predictions, unreadable, args.topk)
         print(f"Predictions written to {args.out}", file=sys.stderr)
+    if predictions.ignored_orientation:
+        print(f"Note: {orientation_note(predictions.ignored_orientation)}", file=sys.stderr)
     for path, why in unreadable:
         print(f"skipped unreadable image {path} ({why})", file=sys.stderr)
     if unreadable:

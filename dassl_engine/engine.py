@@ -18,6 +18,7 @@ from trainers.method import context_notes, method_for
 
 # This project's keys that Dassl's loop and data manager do not read.
 UNUSED_KEYS = (
+    "INPUT.EXIF_TRANSPOSE",
     "DATASET.ON_BAD_IMAGE",
     "DATALOADER.PERSISTENT_WORKERS",
     "DATALOADER.PIN_MEMORY",

@@ -187,6 +187,10 @@ def add_project_keys(cfg):
     # global generator seeded once, as Dassl and CoOp draw (each draw depends on all before).
     cfg.RANDOMNESS = "keyed"
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all | base | new (CoOp/CoCoOp)
+    # Turn photos upright by their EXIF orientation tag, in training, evaluation and
+    # prediction alike. Off: pixels as stored, as Dassl and CoOp read them (benchmark numbers
+    # stay comparable); predict.py and the API then say which images carry a tag.
+    cfg.INPUT.EXIF_TRANSPOSE = False
     # Unreadable images: "error" stops with the file name; "skip" drops them with a warning.
     cfg.DATASET.ON_BAD_IMAGE = "error"
     # Where a dataset's generated split and few-shot files go when its folder cannot be

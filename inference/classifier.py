@@ -9,7 +9,8 @@ prediction here is the prediction that the evaluation scored.
 import contextlib
 import os
 import sys
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import torch
@@ -21,6 +22,7 @@ import datasets  # noqa: F401  (registers the datasets and their config keys)
 import trainers  # noqa: F401  (registers the trainers and their config keys)
 from engine.config import merge_from_list
 from engine.data import BadImageError, build_transform, read_image
+from engine.data.images import orientation_tag
 from engine.run_inputs import read_run_inputs
 from trainers.builtin import ClipTrainer
 from trainers.method import method_for
@@ -37,15 +39,34 @@ class SavedClasses:
         self.dataset = SimpleNamespace(template=template)
 
 
+class IgnoredOrientation(UserWarning):
+    """Images whose EXIF orientation tag the run does not apply (INPUT.EXIF_TRANSPOSE False)."""
+
+
+def orientation_note(images):
+    """What to tell about ``images`` (paths, or ``image <i>``) whose orientation tag is not
+    applied: the model sees them as stored, as it saw its training images."""
+    shown = ", ".join(images[:5]) + (f" and {len(images) - 5} more" if len(images) > 5 else "")
+    return (
+        f"{len(images)} image(s) carry an EXIF orientation tag that this run does not apply "
+        f"(INPUT.EXIF_TRANSPOSE False, as it trained): the model sees them as stored, "
+        f"possibly on their side: {shown}. To turn them upright, pass INPUT.EXIF_TRANSPOSE "
+        "True (predict.py: --opts INPUT.EXIF_TRANSPOSE True), best for a run trained so."
+    )
+
+
 @dataclass
 class Predictions:
     """Class probabilities ``probs`` [N, C] (softmax of the model's logits, float32, CPU) over
     ``classnames``; ``paths``: the image files, in the order of the rows, when read from
-    files."""
+    files; ``ignored_orientation``: the images (paths, or ``image <i>``) whose EXIF
+    orientation tag was not applied (INPUT.EXIF_TRANSPOSE False; also an
+    ``IgnoredOrientation`` warning)."""
 
     probs: torch.Tensor
     classnames: list[str]
     paths: list[str] | None = None
+    ignored_orientation: list[str] = field(default_factory=list)
 
     @property
     def names(self):
@@ -62,12 +83,13 @@ class Predictions:
 
 
 class ImageFiles(Dataset):
-    """Image files through a transform: (index, tensor, "") or, for a file that cannot be
-    read, (index, None, the reason)."""
+    """Image files through a transform: (index, tensor, "", whether an EXIF orientation tag
+    was ignored) or, for a file that cannot be read, (index, None, the reason, False)."""
 
-    def __init__(self, paths, transform):
+    def __init__(self, paths, transform, upright):
         self.paths = list(paths)
         self.transform = transform
+        self.upright = upright  # INPUT.EXIF_TRANSPOSE: the transform applies the tag
 
     def __len__(self):
         return len(self.paths)
@@ -77,15 +99,17 @@ class ImageFiles(Dataset):
             image = read_image(self.paths[index])
         except BadImageError as err:
             cause = err.__cause__
-            return index, None, f"{type(cause).__name__}: {cause}"
-        return index, self.transform(image), ""
+            return index, None, f"{type(cause).__name__}: {cause}", False
+        ignored = not self.upright and orientation_tag(image) is not None
+        return index, self.transform(image), "", ignored
 
 
 def _collate_files(samples):
-    readable = [(i, x) for i, x, _ in samples if x is not None]
-    failed = [(i, why) for i, x, why in samples if x is None]
+    readable = [(i, x) for i, x, _, _ in samples if x is not None]
+    failed = [(i, why) for i, x, why, _ in samples if x is None]
+    ignored = [i for i, _, _, tag in samples if tag]
     images = torch.stack([x for _, x in readable]) if readable else None
-    return [i for i, _ in readable], images, failed
+    return [i for i, _ in readable], images, failed, ignored
 
 
 class Classifier:
@@ -127,13 +151,23 @@ class Classifier:
             return Predictions(self._probs(batch, batch_size), self.classnames)
         if isinstance(images, (str, os.PathLike, Image.Image)):
             images = [images]
-        tensors = [
-            self.transform(x.convert("RGB") if isinstance(x, Image.Image) else read_image(x))
-            for x in images
-        ]
-        if not tensors:
+        pictures = [x.convert("RGB") if isinstance(x, Image.Image) else read_image(x)
+                    for x in images]  # fmt: skip
+        ignored = [] if self.cfg.INPUT.EXIF_TRANSPOSE else [
+            str(x) if not isinstance(x, Image.Image) else f"image {i}"
+            for i, (x, picture) in enumerate(zip(images, pictures))
+            if orientation_tag(picture) is not None
+        ]  # fmt: skip
+        self._tell_ignored(ignored)
+        if not pictures:
             return Predictions(torch.zeros(0, len(self.classnames)), self.classnames)
-        return Predictions(self._probs(torch.stack(tensors), batch_size), self.classnames)
+        batch = torch.stack([self.transform(picture) for picture in pictures])
+        return Predictions(self._probs(batch, batch_size), self.classnames, None, ignored)
+
+    @staticmethod
+    def _tell_ignored(ignored):
+        if ignored:
+            warnings.warn(orientation_note(ignored), IgnoredOrientation, stacklevel=3)
 
     def _probs(self, batch, batch_size=None):
         size = batch_size or self.cfg.DATALOADER.TEST.BATCH_SIZE
@@ -143,30 +177,35 @@ class Classifier:
         """Image files read and transformed in batches by ``DATALOADER.NUM_WORKERS`` loader
         workers (``progress``: a progress bar on stderr). Yields (the batch's readable
         paths, their images [b, 3, H, W] or None, a list of (path, reason) for the files
-        of the batch that could not be read)."""
+        of the batch that could not be read, the paths whose EXIF orientation tag was not
+        applied)."""
         paths = [str(p) for p in paths]
         loader = DataLoader(
-            ImageFiles(paths, self.transform),
+            ImageFiles(paths, self.transform, self.cfg.INPUT.EXIF_TRANSPOSE),
             batch_size=batch_size or self.cfg.DATALOADER.TEST.BATCH_SIZE,
             num_workers=self.cfg.DATALOADER.NUM_WORKERS,
             collate_fn=_collate_files,
         )
         bar = tqdm(loader, desc="predict", unit="batch", file=sys.stderr, disable=not progress)
-        for indices, images, failed in bar:
-            yield [paths[i] for i in indices], images, [(paths[i], why) for i, why in failed]
+        for indices, images, failed, ignored in bar:
+            failed = [(paths[i], why) for i, why in failed]
+            yield [paths[i] for i in indices], images, failed, [paths[i] for i in ignored]
 
     def predict_files(self, paths, batch_size=None, progress=False):
         """Probabilities for image files (see ``batches_of_files``). Unreadable files are
         left out: returns the ``Predictions`` of the readable ones (``paths`` in input
         order) and a list of (path, reason) for the others."""
-        kept, probs, unreadable = [], [], []
-        for batch_paths, images, failed in self.batches_of_files(paths, batch_size, progress):
+        kept, probs, unreadable, ignored = [], [], [], []
+        batches = self.batches_of_files(paths, batch_size, progress)
+        for batch_paths, images, failed, tagged in batches:
             unreadable += failed
+            ignored += tagged
             if images is not None:
                 kept += batch_paths
                 probs.append(self._probs(images, batch_size))
         probs = torch.cat(probs) if probs else torch.zeros(0, len(self.classnames))
-        return Predictions(probs, self.classnames, kept), unreadable
+        self._tell_ignored(ignored)
+        return Predictions(probs, self.classnames, kept, ignored), unreadable
 
 
 def read_classnames_file(path):

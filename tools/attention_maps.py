@@ -16,6 +16,7 @@ import sys
 
 from engine.cli import exit_status
 from inference.attention import cavpt_attention, plot_attention_map, require_cavpt
+from inference.classifier import orientation_note
 from inference.cli import (
     add_model_arguments,
     classifier_from_args,
@@ -49,9 +50,10 @@ def main(argv=None):
     require_cavpt(clf)
     os.makedirs(args.out, exist_ok=True)
     names = output_names(files)
-    unreadable = []
-    for paths, images, failed in clf.batches_of_files(files, args.batch_size):
+    unreadable, ignored = [], []
+    for paths, images, failed, tagged in clf.batches_of_files(files, args.batch_size):
         unreadable += failed
+        ignored += tagged
         if images is None:
             continue
         attention = cavpt_attention(clf, images)
@@ -59,6 +61,8 @@ def main(argv=None):
             out = os.path.join(args.out, names[os.path.abspath(path)])
             plot_attention_map(clf.cfg, images[i], attention, i, clf.classnames, out, path)
             print(out)
+    if ignored:
+        print(f"Note: {orientation_note(ignored)}", file=sys.stderr)
     for path, why in unreadable:
         print(f"skipped unreadable image {path} ({why})", file=sys.stderr)
     return 1 if unreadable else 0

@@ -1,12 +1,12 @@
 """Decoded train images kept in memory, so that decoding does not repeat every epoch.
 
 Only the deterministic start of the transform is cached: the decoded image, and a leading
-``Resize``/``CenterCrop`` when the pipeline begins with one. The random augmentations after it
-still run on every access, so a cached loader yields exactly what an uncached one yields for
-the same seed. Images are decoded once, in threads, before the loader's worker processes
-start (forked workers share the memory); items past the memory budget, and unreadable ones,
-stay on disk and take the uncached path. The unreadable ones are listed in ``unreadable``, so
-that a run can stop (or warn) before its first epoch.
+``ExifTranspose``, ``Resize`` or ``CenterCrop`` when the pipeline begins with them. The random
+augmentations after it still run on every access, so a cached loader yields exactly what an
+uncached one yields for the same seed. Images are decoded once, in threads, before the
+loader's worker processes start (forked workers share the memory); items past the memory
+budget, and unreadable ones, stay on disk and take the uncached path. The unreadable ones are
+listed in ``unreadable``, so that a run can stop (or warn) before its first epoch.
 """
 
 import time
@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import torchvision.transforms as T
 
 from engine.data.images import BadImageError, read_image
+from engine.data.transforms import ExifTranspose
 
-DETERMINISTIC_OPS = (T.Resize, T.CenterCrop)
+DETERMINISTIC_OPS = (ExifTranspose, T.Resize, T.CenterCrop)
 
 
 def split_deterministic_prefix(transform):

@@ -32,7 +32,18 @@ def to_rgb(img):
         samples = np.clip(np.asarray(img, dtype=np.float64), 0, 1) * 255.0
     else:
         return (img.convert("LA") if img.mode == "La" else img).convert("RGB")
-    return Image.fromarray(np.rint(samples).astype(np.uint8)).convert("RGB")
+    rgb = Image.fromarray(np.rint(samples).astype(np.uint8)).convert("RGB")
+    rgb.info.update(img.info)  # its EXIF data (the orientation tag) too, as convert keeps it
+    return rgb
+
+
+ORIENTATION = 0x0112  # the EXIF orientation tag: 1 is upright, 2..8 flips and rotations
+
+
+def orientation_tag(img):
+    """The EXIF orientation tag of ``img`` when it asks to turn the pixels (2..8), else None."""
+    tag = img.getexif().get(ORIENTATION)
+    return tag if tag in range(2, 9) else None
 
 
 def _is_empty(path):

@@ -3,11 +3,13 @@
 Train: Resize(INPUT.SIZE) only when neither random_crop nor random_resized_crop is listed,
 then the listed augmentations, ToTensor, cutout, normalize, gaussian_noise.
 Test: resize the short side to max(INPUT.SIZE), CenterCrop(INPUT.SIZE), ToTensor, normalize.
+Both start by turning the image upright by its EXIF tag with INPUT.EXIF_TRANSPOSE True.
 These choices move accuracy by points, so they are kept exactly.
 """
 
 import torch
 import torchvision.transforms as T
+from PIL import ImageOps
 from torchvision.transforms import InterpolationMode
 
 INTERPOLATION_MODES = {
@@ -68,6 +70,16 @@ class GaussianNoise:
         return f"GaussianNoise(mean={self.mean}, std={self.std}, p={self.p})"
 
 
+class ExifTranspose:
+    """Turn a PIL image upright by its EXIF orientation tag (INPUT.EXIF_TRANSPOSE)."""
+
+    def __call__(self, img):
+        return ImageOps.exif_transpose(img)
+
+    def __repr__(self):
+        return "ExifTranspose()"
+
+
 def build_transform(cfg, is_train=True, choices=None):
     """The train or test transform for ``choices`` (default INPUT.TRANSFORMS)."""
     if cfg.INPUT.NO_TRANSFORM:
@@ -90,7 +102,8 @@ def build_transform(cfg, is_train=True, choices=None):
     interp = INTERPOLATION_MODES[cfg.INPUT.INTERPOLATION]
     size = tuple(cfg.INPUT.SIZE)
     build = _train_ops if is_train else _test_ops
-    return T.Compose(build(cfg, choices, size, interp))
+    upright = [ExifTranspose()] if cfg.INPUT.EXIF_TRANSPOSE else []
+    return T.Compose(upright + build(cfg, choices, size, interp))
 
 
 def _normalize(cfg):
