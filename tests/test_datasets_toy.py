@@ -269,8 +269,9 @@ def test_a_full_disk_during_generation_is_a_message_and_leaves_nothing(tmp_path,
     assert os.listdir(tmp_path) == []
 
 
-def test_a_new_seed_on_a_read_only_toy_keeps_its_shots_in_the_split_cache(small_toy, tmp_path):
-    root, _ = small_toy
+def test_a_new_seed_on_a_read_only_toy_keeps_its_shots_in_the_split_cache(tmp_path):
+    root = tmp_path / "shared"
+    toy.Toy(toy_cfg(root))
     cache = tmp_path / "cache"
     before = digest_tree(root / "toy")
     cfg = toy_cfg(root, "DATASET.NUM_SHOTS", "1", "SEED", "5", "DATASET.SPLIT_CACHE", str(cache))

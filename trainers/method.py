@@ -235,6 +235,8 @@ def check_shapes(cfg, name, module, params, saved):
 def context_notes(cfg):
     """A note when a method's ``CTX_INIT`` sets another number of context vectors than its
     ``N_CTX`` says (one vector per word; ``N_CTX`` is then not used)."""
+    if cfg.TRAINER.NAME not in TRAINER_REGISTRY.names():
+        return []  # a trainer of Dassl's, or none given
     notes = []
     for keys in TRAINER_REGISTRY.get(cfg.TRAINER.NAME).config_keys:
         if not {"n_ctx", "ctx_init"} <= set(keys.keys):
