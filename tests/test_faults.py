@@ -205,7 +205,7 @@ def test_a_run_directory_from_before_last_epoch_json_resumes_its_common_epoch(
 FULL_DISK = {
     "a module's checkpoint, part written": ("cavpt/model.pth.tar-3", 1, 2000,
                                             "Could not save epoch 3 in '{out}'"),
-    "a best-model file": ("prompt_learner/model-best.pth.tar", 2, 0, "Could not save epoch"),
+    "a best-model file": ("prompt_learner/model-best.pth.tar", 1, 0, "Could not save epoch 1 in"),
     "the epoch's commit (last_epoch.json)": (EPOCH_FILE, 2, 0, "Could not save epoch 2 in"),
     "Dassl's pointer file": ("visual_prompt/checkpoint", 2, 0,
                              "Saved epoch 2 in '{out}'. Could not save Dassl's pointers"),
