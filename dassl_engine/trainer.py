@@ -8,6 +8,7 @@ stepped after an epoch's last batch (as CoOp's trainers do), loading that ignore
 buffers, and ``results.json`` as the builtin engine writes it.
 """
 
+import contextlib
 import os
 
 import torch
@@ -18,7 +19,7 @@ from dassl.utils import set_random_seed
 
 import trainers  # noqa: F401  (registers this project's methods)
 from dassl_engine.loaders import build_data_manager
-from engine.checkpoint import atomic_write_json, saving
+from engine.checkpoint import RunWriteError, atomic_write_json, saving
 from engine.precision import MixedPrecision, resolve_precision
 from engine.randomness import is_keyed, run_seed, stream_seed, untouched_global_rng
 from engine.registry import TRAINER_REGISTRY
@@ -169,6 +170,12 @@ class MethodTrainer(TrainerX):
         if saved_epoch:
             self.epoch = saved_epoch - 1
 
+    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
+        """Dassl's ``save_model``; a write that fails (a full disk) stops the run with a
+        message, not torch's RuntimeError."""
+        with dassl_checkpoint_errors(epoch + 1, directory):
+            super().save_model(epoch, directory, is_best, val_result, model_name)
+
     @property
     def precision(self):
         return self.mixed_precision.precision
@@ -244,9 +251,33 @@ class MethodTrainer(TrainerX):
             self.final_accuracy = accuracy
             extra = {"engine": "dassl", **self.extra_results}
             record = results_record(self.cfg, split, self.epoch + 1, self.evaluator.results, extra)
-            with saving(f"{RESULTS_FILE} in '{self.output_dir}'", self.output_dir):
+            with saving(f"{RESULTS_FILE} in '{self.output_dir}'"):
                 atomic_write_json(os.path.join(self.output_dir, RESULTS_FILE), record)
         return accuracy
+
+
+# What torch.save raises when the file it writes to by name cannot take the data.
+TORCH_WRITE_FAILED = ("[enforce fail at inline_container", "PytorchStreamWriter failed")
+
+
+@contextlib.contextmanager
+def dassl_checkpoint_errors(epoch, directory):
+    """A checkpoint that Dassl's ``save_model`` cannot write (a full disk, a folder made
+    read-only) as a ``RunWriteError``. Dassl saves the modules one after the other and
+    resumes each from its own pointer, so the run is trained again, not resumed."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, RuntimeError):
+            if not str(err).startswith(TORCH_WRITE_FAILED):
+                raise
+            err = f"torch.save: {err}: the disk is full or the folder cannot be written"
+        raise RunWriteError(
+            f"Could not save epoch {epoch} in '{directory}' with Dassl's save_model ({err}). "
+            "Dassl writes the modules' checkpoints one by one, so this run's may mix epochs: "
+            "fix the cause (free space, permissions), then run the same command with "
+            "--overwrite, which trains it again (its files move to previous-<timestamp>/)."
+        ) from err
 
 
 def dassl_trainer(method_type):

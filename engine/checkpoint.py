@@ -19,8 +19,6 @@ import re
 import tempfile
 from dataclasses import dataclass
 
-import torch
-
 from engine.permissions import share_as_umask
 
 LATEST_POINTER = "checkpoint"
@@ -85,7 +83,8 @@ def epoch_name(epoch):
 
 def atomic_write(path, write_fn, mode="wb"):
     """Write through ``write_fn(file)`` to a temp file beside ``path``, then rename it (with
-    the mode ``open()`` would give, not mkstemp's 0600)."""
+    the mode ``open()`` would give, not mkstemp's 0600). A failed write (a full disk) is an
+    ``OSError`` naming ``path``."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX + os.path.basename(path))
@@ -96,9 +95,11 @@ def atomic_write(path, write_fn, mode="wb"):
             os.fsync(f.fileno())
         share_as_umask(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError) and err.filename is None:
+            raise OSError(err.errno, err.strerror, path) from err
         raise
 
 
@@ -106,17 +107,26 @@ def atomic_write_json(path, obj):
     atomic_write(path, lambda f: json.dump(obj, f, indent=2), mode="w")
 
 
+@contextlib.contextmanager
+def torch_write_errors():
+    """torch's zip writer turns a failed write (a full disk) into "RuntimeError: [enforce
+    fail at inline_container.cc] unexpected pos"; inside the block that is the ``OSError``
+    it came from (its context)."""
+    try:
+        yield
+    except RuntimeError as err:
+        cause = err.__context__
+        if isinstance(cause, OSError):
+            raise OSError(cause.errno, cause.strerror, cause.filename) from err
+        raise
+
+
 def _save_state(path, state):
+    import torch  # here: the writers above serve programs that never load torch
+
     def write(f):
-        try:
+        with torch_write_errors():
             torch.save(state, f)
-        except RuntimeError as err:
-            # torch's zip writer turns a failed write (a full disk) into "RuntimeError:
-            # [enforce fail at inline_container.cc] unexpected pos"; the OSError is its context.
-            cause = err.__context__
-            if isinstance(cause, OSError):
-                raise OSError(cause.errno, cause.strerror, path) from err
-            raise
 
     atomic_write(path, write)
 
@@ -268,6 +278,8 @@ def load_checkpoint(path, advice="Restore it from a copy, or train the run again
     """The dict saved at ``path``; a truncated or corrupt file is a ValueError naming it."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint not found: '{path}'")
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (EOFError, RuntimeError, OSError, ValueError, pickle.UnpicklingError) as err:

@@ -7,6 +7,7 @@ import tempfile
 import time
 from collections import OrderedDict
 
+from engine.checkpoint import LATEST_POINTER, saved_epochs
 from engine.config import cfg_digest, experiment_digest
 
 RESULTS_FILE = "results.json"  # written last: its presence marks a finished run
@@ -50,8 +51,6 @@ def _nearest_existing(path):
 
 
 def _holds_checkpoints(folder):
-    from engine.checkpoint import LATEST_POINTER, saved_epochs  # torch: imported when needed
-
     return os.path.isfile(os.path.join(folder, LATEST_POINTER)) or bool(saved_epochs(folder))
 
 

@@ -11,12 +11,14 @@ missing or unfinished runs. With ``--out``: ``summary.csv``, ``summary.json`` an
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
 
 from tabulate import tabulate
 
+from engine.checkpoint import RunWriteError, atomic_write, saving
 from scripts.naming import BASE2NEW, CROSS, DG, FEWSHOT, OTHER, shown
 from scripts.results import AVERAGE, summarize
 from scripts.runs import RESULTS, find_run_dirs, read_run
@@ -111,11 +113,12 @@ def format_report(summary):
 
 
 def write_csv(rows, path):
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "seeds": " ".join(str(s) for s in row["seeds"])})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "seeds": " ".join(str(s) for s in row["seeds"])})
+    atomic_write(path, lambda f: f.write(text.getvalue()), mode="w")
 
 
 def write_json(summary, path):
@@ -125,20 +128,21 @@ def write_json(summary, path):
         "incomplete": [run.as_dict() for run in summary.incomplete],
         "runs": [run.as_dict() for run in summary.runs],
     }
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)
+    atomic_write(path, lambda f: json.dump(data, f, indent=1), mode="w")
 
 
 def export(summary, out_dir):
-    """CSV, JSON and plots into ``out_dir``; returns the paths written."""
+    """CSV, JSON and plots into ``out_dir``; returns the paths written. A write that fails
+    (a full disk) is a ``RunWriteError`` naming the file."""
     from scripts.plots import plot_all  # matplotlib only when plots are asked for
 
-    os.makedirs(out_dir, exist_ok=True)
     # not results.json: a run's file; --out may lie below the folders parsed
     paths = [os.path.join(out_dir, "summary.csv"), os.path.join(out_dir, "summary.json")]
-    write_csv(summary.rows, paths[0])
-    write_json(summary, paths[1])
-    return paths + plot_all(summary.rows, out_dir)
+    with saving(f"the summary in '{out_dir}'"):
+        os.makedirs(out_dir, exist_ok=True)
+        write_csv(summary.rows, paths[0])
+        write_json(summary, paths[1])
+        return paths + plot_all(summary.rows, out_dir)
 
 
 def main(argv=None):
@@ -172,7 +176,7 @@ def cli(argv=None):
     results.json (the tables of the other runs are printed first)."""
     try:
         error = unreadable_error(main(argv))
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, RunWriteError) as err:
         error = f"error: {err}"
     if error:
         print(error, file=sys.stderr)

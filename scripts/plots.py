@@ -12,6 +12,7 @@ from collections import defaultdict
 import numpy as np
 from matplotlib.figure import Figure
 
+from engine.checkpoint import atomic_write
 from scripts.naming import BASE2NEW, FEWSHOT
 from scripts.results import AVERAGE
 
@@ -94,8 +95,8 @@ def _legend(fig, axes):
 
 def _save(fig, prefix):
     paths = [f"{prefix}.png", f"{prefix}.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=150)
+    for path, kind in zip(paths, ("png", "pdf")):
+        atomic_write(path, lambda f, kind=kind: fig.savefig(f, format=kind, dpi=150))
     return paths
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -301,3 +302,29 @@ def test_a_full_disk_at_the_zeroshot_cache_or_the_confusion_matrix(
     weights = [torch.load(d / "prompt_learner" / "model.pth.tar-2", weights_only=False)
                for d in (reference, out)]  # fmt: skip
     assert_identical(weights[0]["state_dict"], weights[1]["state_dict"])
+
+
+@pytest.mark.parametrize(
+    "generated, what",
+    [("split.json", "the split file"), ("split_fewshot/*", "the few-shot split")],
+)
+def test_a_full_disk_at_a_file_the_dataset_generates(tmp_path, generated, what):
+    """The split file an ImageFolder without one generates, or its few-shot draw, on a full
+    disk: exit status 2 naming the file, nothing half-written in the dataset's folder, no
+    epoch in the run; started again with the space back, the run trains."""
+    ws = make_workspace(tmp_path / "ws", CLASSES)
+    data = Path(ws["data"])
+    if generated == "split.json":
+        os.remove(data / "split.json")
+    out = tmp_path / "run"
+    argv = train_argv(ws, out, "CoOp")
+    run = ForkedRun(argv, out, full_disk=(str(data / generated), 1, 0))
+    assert not run.wait(status=2)
+    console = run.console.read_text()
+    assert f"error: Could not save {what} '{data / generated.split('/')[0]}" in console
+    assert "No space left on device" in console and "Traceback" not in console
+    assert "then run the command again" in console
+    assert [f for f in data.rglob(TEMP_PREFIX + "*")] == []
+    assert not list(data.glob(generated)) and committed_epoch(str(out)) is None
+    assert not launch(argv, out)
+    assert list(data.glob(generated)) and (out / "results.json").exists()

@@ -1,15 +1,18 @@
 """The results parser on crafted run folders: ours and Dassl's logs, partial sweeps, crashes."""
 
+import builtins
 import csv
 import json
 import os
 
 import pytest
 
+from engine.checkpoint import TEMP_PREFIX
 from scripts import parse_results
 from scripts.naming import base2new_dir, cross_dir, fewshot_dir, parse_run_dir, shown
 from scripts.results import harmonic_mean, summarize
 from scripts.runs import final_test_accuracy, read_run
+from tests.forked_train import fill_disk_at
 
 SETTING = "nctx16_cscFalse_ctpend"
 
@@ -244,3 +247,26 @@ def test_a_single_seed_shows_no_spread(tmp_path):
     fewshot_grid(out, {("dtd", 1): [61.25]})
     report = parse_results.format_report(summarize(parse_results.collect([str(out)])))
     assert "| 61.25 (1) |" in report and "±" not in report
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["summary.csv", "accuracy_vs_shots.pdf"])
+def test_a_full_disk_while_exporting_is_a_message_and_leaves_no_part(
+    tmp_path, monkeypatch, capsys, name
+):
+    """ENOSPC at a table or a plot of ``--out``: exit status 2 naming the file, no traceback,
+    no half-written file; with the space back the same command writes them all."""
+    out, tables = tmp_path / "output", tmp_path / "tables"
+    fewshot_grid(out, {("dtd", 1): [40, 44], ("dtd", 2): [50, 52]})
+    monkeypatch.setattr(builtins, "open", builtins.open)  # both put back after the test
+    monkeypatch.setattr(os, "fdopen", os.fdopen)
+    fill_disk_at(str(tables), name)
+    assert parse_results.cli([str(out), "--out", str(tables)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Could not save the summary in '{tables}' ([Errno 28] No "
+                          f"space left on device: '{tables / name}'). Fix the cause")  # fmt: skip
+    assert not (tables / name).exists()
+    assert [f for f in os.listdir(tables) if f.startswith(TEMP_PREFIX)] == []
+    monkeypatch.undo()
+    assert parse_results.cli([str(out), "--out", str(tables)]) == 0
+    assert (tables / name).stat().st_size > 0
