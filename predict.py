@@ -15,7 +15,7 @@ import io
 import sys
 import warnings
 
-from engine.checkpoint import atomic_write, atomic_write_json
+from engine.checkpoint import atomic_write, atomic_write_json, saving
 from engine.cli import exit_status
 from inference.classifier import IgnoredOrientation, orientation_note
 from inference.cli import (
@@ -91,7 +91,8 @@ def main(argv=None):
     for path, row in zip(predictions.paths, predictions.top(args.topk)):
         print(f"{path}  " + " | ".join(f"{name} {100 * p:.1f}%" for name, p in row))
     if args.out:
-        write_predictions(args.out, predictions, unreadable, args.topk)
+        with saving(f"the predictions '{args.out}'"):
+            write_predictions(args.out, predictions, unreadable, args.topk)
         print(f"Predictions written to {args.out}", file=sys.stderr)
     if predictions.ignored_orientation:
         print(f"Note: {orientation_note(predictions.ignored_orientation)}", file=sys.stderr)

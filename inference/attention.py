@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from engine.checkpoint import atomic_write
+
 
 @dataclass
 class CavptAttention:
@@ -149,5 +151,5 @@ def plot_attention_map(cfg, image, attention, index, classnames, path, title="")
                 ax.set_ylabel(f"block {attention.blocks[j]}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     return path

@@ -70,7 +70,7 @@ def run_on_full_disk(ws, tmp_path, engine, size_kib):
     host.mkdir()
     out = mount / "run"
     argv = argv_for(ws, out, engine)
-    again = argv + (["--overwrite"] if engine == "dassl" else [])
+    again = (["--overwrite"] if engine == "dassl" else []) + argv
     env = "OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore"
     train = f"cd {shlex.quote(REPO)} && {env} {shlex.quote(sys.executable)} train.py"
     script = "\n".join([

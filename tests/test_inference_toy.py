@@ -2,6 +2,7 @@
 with the shipped tiny CLIP by train.py, then predict.py, the Python API, CAVPT attention
 maps, the learned prompt in words and the confusion matrix."""
 
+import builtins
 import csv
 import json
 import os
@@ -20,6 +21,7 @@ from PIL import Image
 import predict
 import train
 from datasets import toy
+from engine.cli import exit_status
 from engine.config import cfg_digest
 from engine.confusion import confusion_matrix
 from engine.run_inputs import read_run_inputs
@@ -27,6 +29,7 @@ from inference import load_classifier
 from inference.attention import cavpt_attention, shape_attention_share
 from inference.classifier import read_classnames_file
 from tests.data_fixtures import write_corrupt_image, write_truncated_image
+from tests.forked_train import fill_disk_at
 from tests.run_fixtures import REPO
 from tools import attention_maps, interpret_prompt
 
@@ -316,3 +319,29 @@ def test_zero_shot_run_directories_predict_and_explain_what_they_lack(toy_run, t
         attention_maps.main(["--model-dir", str(run), toy_run.test_paths[0], "--out", "x"])
     with pytest.raises(ValueError, match=r"ZeroshotCLIP\) learns no text context"):
         interpret_prompt.main([str(run)])
+
+
+@pytest.mark.parametrize("tool", ["predict", "attention_maps"])
+def test_a_full_disk_at_the_output_is_a_message_and_leaves_no_part(
+    toy_run, tmp_path, monkeypatch, capsys, tool
+):
+    """predict.py's --out and an attention map on a full disk: exit status 2 naming the
+    file, no traceback, nothing half-written."""
+    images = toy_run.test_paths[:2]
+    folder = tmp_path / "out"
+    folder.mkdir()
+    if tool == "predict":
+        name, argv = "predictions.json", ["--out", str(folder / "predictions.json")]
+        main, what = predict.main, f"the predictions '{folder / name}'"
+    else:
+        name = attention_maps.output_names(images)[os.path.abspath(images[0])]
+        argv = ["--out", str(folder)]
+        main, what = attention_maps.main, f"the attention map '{folder / name}'"
+    monkeypatch.setattr(builtins, "open", builtins.open)  # both put back after the test
+    monkeypatch.setattr(os, "fdopen", os.fdopen)
+    fill_disk_at(str(folder), name)
+    assert exit_status(lambda: main(["--model-dir", str(toy_run.run), *images, *argv])) == 2
+    err = capsys.readouterr().err
+    assert f"error: Could not save {what} ([Errno 28] No space left on device: " in err
+    assert "Traceback" not in err
+    assert os.listdir(folder) == []

@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 
+from engine.checkpoint import saving
 from engine.cli import exit_status
 from inference.attention import cavpt_attention, plot_attention_map, require_cavpt
 from inference.classifier import orientation_note
@@ -59,7 +60,8 @@ def main(argv=None):
         attention = cavpt_attention(clf, images)
         for i, path in enumerate(paths):
             out = os.path.join(args.out, names[os.path.abspath(path)])
-            plot_attention_map(clf.cfg, images[i], attention, i, clf.classnames, out, path)
+            with saving(f"the attention map '{out}'"):
+                plot_attention_map(clf.cfg, images[i], attention, i, clf.classnames, out, path)
             print(out)
     if ignored:
         print(f"Note: {orientation_note(ignored)}", file=sys.stderr)
