@@ -304,6 +304,7 @@ def test_a_full_disk_at_the_zeroshot_cache_or_the_confusion_matrix(
     assert_identical(weights[0]["state_dict"], weights[1]["state_dict"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "generated, what",
     [("split.json", "the split file"), ("split_fewshot/*", "the few-shot split")],
