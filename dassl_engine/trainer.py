@@ -268,12 +268,13 @@ def dassl_checkpoint_errors(epoch, directory):
     try:
         yield
     except (OSError, RuntimeError) as err:
+        cause = err
         if isinstance(err, RuntimeError):
             if not str(err).startswith(TORCH_WRITE_FAILED):
                 raise
-            err = f"torch.save: {err}: the disk is full or the folder cannot be written"
+            cause = f"torch.save: {err}: the disk is full or the folder cannot be written"
         raise RunWriteError(
-            f"Could not save epoch {epoch} in '{directory}' with Dassl's save_model ({err}). "
+            f"Could not save epoch {epoch} in '{directory}' with Dassl's save_model ({cause}). "
             "Dassl writes the modules' checkpoints one by one, so this run's may mix epochs: "
             "fix the cause (free space, permissions), then run the same command with "
             "--overwrite, which trains it again (its files move to previous-<timestamp>/)."
