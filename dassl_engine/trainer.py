@@ -106,10 +106,12 @@ class MethodTrainer(TrainerX):
 
     def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
         """Dassl's, after the curves so far went to disk: a run resumed from this checkpoint
-        lacks none of them."""
+        lacks none of them. A write that fails (a full disk) stops the run with a message,
+        not torch's RuntimeError."""
         if self._writer is not None:
             self._writer.flush()
-        super().save_model(epoch, directory, is_best, val_result, model_name)
+        with dassl_checkpoint_errors(epoch + 1, directory):
+            super().save_model(epoch, directory, is_best, val_result, model_name)
 
     def build_model(self):
         cfg = self.cfg
@@ -169,12 +171,6 @@ class MethodTrainer(TrainerX):
         saved_epoch = next(iter(saved.values())).epoch if saved else None
         if saved_epoch:
             self.epoch = saved_epoch - 1
-
-    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
-        """Dassl's ``save_model``; a write that fails (a full disk) stops the run with a
-        message, not torch's RuntimeError."""
-        with dassl_checkpoint_errors(epoch + 1, directory):
-            super().save_model(epoch, directory, is_best, val_result, model_name)
 
     @property
     def precision(self):
