@@ -293,7 +293,8 @@ def test_the_wrappers_add_extra_opts_to_their_own(workspace):
     commands = [line for line in result.stdout.splitlines() if " train.py " in line]
     assert len(commands) == 3  # seeds 1 2 3
     for command in commands:
-        assert "/CoOp/tiny_4shots/nctx16_cscFalse_ctpend/seed" in command
+        # tiny.yaml's CTX_INIT "a photo of a" learns 4 vectors whatever N_CTX says
+        assert "/CoOp/tiny_4shots/nctx4_cscFalse_ctpend/seed" in command
         assert "TRAINER.COOP.N_CTX 16 TRAINER.COOP.CSC False" in command
         assert "TRAINER.COOP.CLASS_TOKEN_POSITION end OPTIM.MAX_EPOCH 10 " in command
 
