@@ -141,8 +141,10 @@ def readme_api_example():
 
 def test_the_readme_api_example_runs(toy_run, capsys):
     code = readme_api_example()
-    assert len([line for line in code.splitlines() if line.strip()]) == 5
-    code = code.replace("output/toy/DPT/tiny", str(toy_run.run))
+    assert len([line for line in code.splitlines() if line.strip()]) == 7
+    main_job = "output/toy/DPT/tiny_16shots/nctx4_cscFalse_ctpend_vctx10/seed1"
+    assert main_job in code
+    code = code.replace(main_job, str(toy_run.run))
     code = code.replace(".cache/data", str(toy_run.root))
     exec(code, {})
     printed = capsys.readouterr().out
