@@ -1,11 +1,12 @@
-"""Prompted ViT, deep visual prompt and CAVPT blocks on a tiny CLIP."""
+"""Prompted ViT, its prompt hooks (appended, carried) and CAVPT blocks on a tiny CLIP."""
 
 import pytest
 import torch
 from clip.model import CLIP
 
+from models.prompting import DeepPrompt
 from models.settings import CAVPTCfg
-from models.visual import CAVPT, DeepVisualPrompt, PromptedViT, require_vit
+from models.visual import CAVPT, AppendedPrompts, PromptedViT, require_vit
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +24,18 @@ def test_without_prompts_it_is_clip(clip_model, images):
     assert (encoder.n_layers, encoder.width) == (3, 64)
     with torch.no_grad():
         torch.testing.assert_close(encoder(images), clip_model.visual(images))
-        no_tokens = DeepVisualPrompt(3, 0, 64)
-        torch.testing.assert_close(encoder(images, no_tokens), clip_model.visual(images))
+        no_tokens = DeepPrompt(3, 0, 64)
+        torch.testing.assert_close(
+            encoder(images, AppendedPrompts(no_tokens)), clip_model.visual(images)
+        )
 
 
 def test_deep_prompt_changes_features_and_gets_gradients(clip_model, images):
     encoder = PromptedViT(clip_model.visual)
-    prompt = DeepVisualPrompt(2, 4, encoder.width)  # first two of three blocks
+    prompt = DeepPrompt(2, 4, encoder.width)  # first two of three blocks
     assert prompt(2, torch.zeros(5, 2, 64)) is None
     assert prompt(1, torch.zeros(5, 2, 64)).shape == (4, 2, 64)
-    features = encoder(images, prompt)
+    features = encoder(images, AppendedPrompts(prompt))
     with torch.no_grad():
         assert not torch.allclose(features, clip_model.visual(images))
     features.sum().backward()
@@ -46,7 +49,7 @@ def test_appended_tokens_are_dropped_after_each_block(clip_model, images):
         seen.append(sequence.shape[0])
         return torch.zeros(block + 1, sequence.shape[1], sequence.shape[2])
 
-    PromptedViT(clip_model.visual)(images, record)
+    PromptedViT(clip_model.visual)(images, AppendedPrompts(record))
     assert seen == [17, 17, 17]  # CLS + 16 patches entering every block
 
 
