@@ -58,3 +58,28 @@ class NameMap:
             ours[name] = torch.stack([state[entry.theirs] for entry in ordered])
         mapped = set(self.theirs)
         return ours, [name for name in state if name not in mapped]
+
+    def load_into(self, model, state):
+        """Copy their tensors (``state``, their names) into ``model``'s learnable parameters
+        (a ``PromptTuningModel``); returns their names that are not mapped (e.g. frozen CLIP
+        weights or derived buffers in a whole-model checkpoint).
+
+        Raises ``KeyError`` when a learnable tensor is not in ``state`` or not mapped, and
+        ``ValueError`` on a shape mismatch.
+        """
+        ours, unmapped = self.to_ours(state)
+        params = model.learnable_state_dict()
+        unmatched = sorted(set(params) ^ set(ours))
+        if unmatched:
+            raise KeyError(f"learnable tensors and mapped names differ: {unmatched}")
+        wrong = [
+            f"{name}: {tuple(value.shape)} there, {tuple(params[name].shape)} here"
+            for name, value in ours.items()
+            if value.shape != params[name].shape
+        ]
+        if wrong:
+            raise ValueError("shape mismatch: " + "; ".join(wrong))
+        with torch.no_grad():
+            for name, value in ours.items():
+                params[name].copy_(value)
+        return unmapped
