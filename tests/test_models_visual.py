@@ -6,7 +6,7 @@ from clip.model import CLIP
 
 from models.prompting import DeepPrompt
 from models.settings import CAVPTCfg
-from models.visual import CAVPT, AppendedPrompts, PromptedViT, require_vit
+from models.visual import CAVPT, AppendedPrompts, CarriedPrompts, PromptedViT, require_vit
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,30 @@ def test_appended_tokens_are_dropped_after_each_block(clip_model, images):
 
     PromptedViT(clip_model.visual)(images, AppendedPrompts(record))
     assert seen == [17, 17, 17]  # CLS + 16 patches entering every block
+
+
+def test_carried_prompts_are_replaced_up_to_their_depth_and_kept_after(clip_model, images):
+    """Input tokens enter before ln_pre; block 1 gets fresh ones in their place; block 2
+    (past the depth) gets what block 1 left there."""
+    input_tokens, block_1 = torch.randn(2, 64), torch.randn(2, 64)
+    prompts = CarriedPrompts(input_tokens, [block_1])
+    entering = []  # the sequence entering each block, as its first LayerNorm sees it
+    handles = [
+        block.ln_1.register_forward_pre_hook(lambda module, args: entering.append(args[0]))
+        for block in clip_model.visual.transformer.resblocks
+    ]
+    try:
+        with torch.no_grad():
+            PromptedViT(clip_model.visual)(images, prompts)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert [x.shape[0] for x in entering] == [17 + 2] * 3  # carried through every block
+    torch.testing.assert_close(entering[1][-2:], block_1[:, None].expand(-1, 2, -1))
+    assert not torch.allclose(entering[2][-2:], block_1[:, None].expand(-1, 2, -1))
+    ln_pre = clip_model.visual.ln_pre
+    with torch.no_grad():
+        assert torch.allclose(entering[0][-2:], ln_pre(input_tokens)[:, None].expand(-1, 2, -1))
 
 
 def test_cavpt_block_shapes_and_detached_keys():
