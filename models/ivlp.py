@@ -6,6 +6,7 @@ Also here, as IVLP, MaPLe and PromptSRC share them: the authors' initial text co
 (``CarriedPromptModel``).
 """
 
+import re
 import warnings
 from collections import OrderedDict
 
@@ -123,19 +124,43 @@ class IVLPModel(CarriedPromptModel):
 
     def upstream_names(self):
         """Our learnable tensors under the names of the authors' ``CustomCLIP``."""
-        entries = [NameEntry("prompt_learner.ctx", "prompt_learner.ctx")]
-        if self.visual_prompt is not None:
-            entries.append(NameEntry("visual_prompt.tokens", "image_encoder.VPT", 0))
-            entries += [
-                NameEntry("visual_prompt.tokens", _block_prompt("image_encoder", i), i)
-                for i in range(1, self.visual_prompt.n_layers)
-            ]
-        if self.text.deep_prompt is not None:
-            entries += [
-                NameEntry("text_prompt.tokens", _block_prompt("text_encoder", i + 1), i)
-                for i in range(self.text.deep_prompt.n_layers)
-            ]
-        return NameMap(entries)
+        deep = self.text.deep_prompt
+        depth_text = 1 + (0 if deep is None else deep.n_layers)
+        depth_vision = 0 if self.visual_prompt is None else self.visual_prompt.n_layers
+        return ivlp_names(depth_text, depth_vision)
+
+
+def ivlp_names(depth_text, depth_vision):
+    """The ``NameMap`` of IVLP's prompts to the authors' names, for these depths."""
+    entries = [NameEntry("prompt_learner.ctx", "prompt_learner.ctx")]
+    if depth_vision:
+        entries.append(NameEntry("visual_prompt.tokens", "image_encoder.VPT", 0))
+        entries += [
+            NameEntry("visual_prompt.tokens", _block_prompt("image_encoder", i), i)
+            for i in range(1, depth_vision)
+        ]
+    entries += [
+        NameEntry("text_prompt.tokens", _block_prompt("text_encoder", i), i - 1)
+        for i in range(1, depth_text)
+    ]
+    return NameMap(entries)
+
+
+def ivlp_names_in(state_dict):
+    """The ``NameMap`` for the prompts an IVLP ``CustomCLIP`` state dict of the authors holds
+    (its depths read off its keys)."""
+    n_deep = {
+        encoder: sum(1 for key in state_dict if _BLOCK_PROMPT[encoder].match(key))
+        for encoder in _BLOCK_PROMPT
+    }
+    depth_vision = 1 + n_deep["image_encoder"] if "image_encoder.VPT" in state_dict else 0
+    return ivlp_names(1 + n_deep["text_encoder"], depth_vision)
+
+
+_BLOCK_PROMPT = {
+    encoder: re.compile(rf"{encoder}\.transformer\.resblocks\.\d+\.VPT_shallow$")
+    for encoder in ("image_encoder", "text_encoder")
+}
 
 
 def _block_prompt(encoder, block):

@@ -7,6 +7,7 @@ learned linear coupling (text width -> image width), so the two towers' prompts 
 """
 
 import copy
+import re
 from collections import OrderedDict
 
 import torch.nn as nn
@@ -73,21 +74,30 @@ class MaPLeModel(CarriedPromptModel):
 
     def upstream_names(self):
         """Our learnable tensors under the names of the authors' ``CustomCLIP``."""
-        learner = "prompt_learner"
-        entries = [NameEntry("prompt_learner.ctx", f"{learner}.ctx")]
+        return maple_names(1 + len(self.coupling.blocks))
+
+
+_LEARNER = "prompt_learner"
+_DEEP_TEXT = re.compile(rf"{_LEARNER}\.compound_prompts_text\.\d+$")
+
+
+def maple_names(depth):
+    """The ``NameMap`` of MaPLe's prompts and couplings to the authors' names."""
+    entries = [NameEntry("prompt_learner.ctx", f"{_LEARNER}.ctx")]
+    entries += [
+        NameEntry(f"coupling.input.{key}", f"{_LEARNER}.proj.{key}") for key in ("weight", "bias")
+    ]
+    for j in range(depth - 1):
+        entries.append(NameEntry("text_prompt.tokens", f"{_LEARNER}.compound_prompts_text.{j}", j))
         entries += [
-            NameEntry(f"coupling.input.{key}", f"{learner}.proj.{key}")
+            NameEntry(
+                f"coupling.blocks.{j}.{key}", f"{_LEARNER}.compound_prompt_projections.{j}.{key}"
+            )
             for key in ("weight", "bias")
         ]
-        for j in range(len(self.coupling.blocks)):
-            entries.append(
-                NameEntry("text_prompt.tokens", f"{learner}.compound_prompts_text.{j}", j)
-            )
-            entries += [
-                NameEntry(
-                    f"coupling.blocks.{j}.{key}",
-                    f"{learner}.compound_prompt_projections.{j}.{key}",
-                )
-                for key in ("weight", "bias")
-            ]
-        return NameMap(entries)
+    return NameMap(entries)
+
+
+def maple_names_in(state_dict):
+    """The ``NameMap`` for an authors' MaPLe ``CustomCLIP`` state dict (depth from its keys)."""
+    return maple_names(1 + sum(1 for key in state_dict if _DEEP_TEXT.match(key)))
