@@ -31,12 +31,20 @@ class IVLP(Method):
     """One optimiser setting (OPTIM) for all prompts, as the authors' single optimiser."""
 
     config_keys = (IVLP_KEYS,)
+    precision_key = "TRAINER.IVLP.PREC"
+
+    @classmethod
+    def run_setting(cls, cfg):
+        """The prompt sizes and depths of both towers and whether the context starts from
+        words, e.g. ``nctxt2_nctxv2_deptht9_depthv9_ctxinitTrue``."""
+        c = cfg.TRAINER.IVLP
+        return (
+            f"nctxt{c.N_CTX_TEXT}_nctxv{c.N_CTX_VISION}_deptht{c.PROMPT_DEPTH_TEXT}"
+            f"_depthv{c.PROMPT_DEPTH_VISION}_ctxinit{bool(c.CTX_INIT)}"
+        )
 
     def read_settings(self, cfg):
         self.ivlp_cfg = IVLP_KEYS.read(cfg)
-
-    def precision(self, device):
-        return self.cfg.TRAINER.IVLP.PREC or super().precision(device)
 
     def create_model(self, clip_model, classnames, template):
         return IVLPModel(clip_model, classnames, ivlp_cfg=self.ivlp_cfg)

@@ -29,12 +29,17 @@ class MaPLe(Method):
     optimiser."""
 
     config_keys = (MAPLE_KEYS,)
+    precision_key = "TRAINER.MAPLE.PREC"
+
+    @classmethod
+    def run_setting(cls, cfg):
+        """The prompt size and depth and whether the context starts from words, e.g.
+        ``nctx2_depth9_ctxinitTrue``."""
+        c = cfg.TRAINER.MAPLE
+        return f"nctx{c.N_CTX}_depth{c.PROMPT_DEPTH}_ctxinit{bool(c.CTX_INIT)}"
 
     def read_settings(self, cfg):
         self.maple_cfg = MAPLE_KEYS.read(cfg)
-
-    def precision(self, device):
-        return self.cfg.TRAINER.MAPLE.PREC or super().precision(device)
 
     def create_model(self, clip_model, classnames, template):
         return MaPLeModel(clip_model, classnames, maple_cfg=self.maple_cfg)

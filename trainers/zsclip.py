@@ -18,6 +18,10 @@ def zsclip_cfg(cfg):
 
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP(Method):
+    @classmethod
+    def run_setting(cls, cfg):
+        return "zeroshot"
+
     def precision(self, device):
         # Nothing is trained; fp16 only pays off on a GPU.
         return super().precision(device) if device.type == "cuda" else "fp32"
