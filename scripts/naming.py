@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from scripts.spec import config_name
+from scripts.spec import config_name, method_type
 
 FEWSHOT, BASE2NEW, CROSS, DG, OTHER = "fewshot", "base2new", "cross", "dg", "other"
 DG_TARGETS = {"imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"}
@@ -45,10 +45,7 @@ def setting(cfg):
     """The ``<setting>`` folder of a run: what its method names it after (``run_setting`` of
     the registered method, e.g. CoOp's ``nctx<N>_csc<CSC>_ctp<POSITION>``), with
     ``_epochs<S>x`` added for a schedule scaled by OPTIM.EPOCH_SCALE S."""
-    import trainers  # noqa: F401  (registers the methods; torch: imported when needed)
-    from engine.registry import TRAINER_REGISTRY
-
-    name = TRAINER_REGISTRY.get(cfg.TRAINER.NAME).run_setting(cfg)
+    name = method_type(cfg.TRAINER.NAME).run_setting(cfg)
     scale = cfg.OPTIM.EPOCH_SCALE
     return name if scale == 1 else f"{name}_epochs{scale:g}x"
 

@@ -5,8 +5,9 @@ TRAINER.IVLP.{N_CTX_VISION, N_CTX_TEXT, CTX_INIT, PREC, PROMPT_DEPTH_VISION, PRO
 
 from engine.config import extend_cfg
 from engine.registry import TRAINER_REGISTRY
-from models.ivlp import IVLPModel
+from models.ivlp import IVLPModel, ivlp_names_in
 from models.settings import IVLPCfg
+from trainers.authors_runs import read_whole_model_run
 from trainers.method import Method
 from trainers.settings import ConfigKeys
 
@@ -48,3 +49,9 @@ class IVLP(Method):
 
     def create_model(self, clip_model, classnames, template):
         return IVLPModel(clip_model, classnames, ivlp_cfg=self.ivlp_cfg)
+
+    def read_trained_run(self, directory, modules, epoch=None, best=False):
+        """Also the authors' run directories (their whole model in ``VLPromptLearner/``)."""
+        return read_whole_model_run(
+            directory, "VLPromptLearner", ivlp_names_in, modules, epoch, best
+        )

@@ -4,8 +4,9 @@ trainers/maple.py). Its keys are theirs: TRAINER.MAPLE.{N_CTX, CTX_INIT, PREC, P
 
 from engine.config import extend_cfg
 from engine.registry import TRAINER_REGISTRY
-from models.maple import MaPLeModel
+from models.maple import MaPLeModel, maple_names_in
 from models.settings import MaPLeCfg
+from trainers.authors_runs import read_whole_model_run
 from trainers.method import Method
 from trainers.settings import ConfigKeys
 
@@ -43,3 +44,9 @@ class MaPLe(Method):
 
     def create_model(self, clip_model, classnames, template):
         return MaPLeModel(clip_model, classnames, maple_cfg=self.maple_cfg)
+
+    def read_trained_run(self, directory, modules, epoch=None, best=False):
+        """Also the authors' run directories (their whole model in ``MultiModalPromptLearner/``)."""
+        return read_whole_model_run(
+            directory, "MultiModalPromptLearner", maple_names_in, modules, epoch, best
+        )

@@ -142,6 +142,10 @@ class Method:
     # The key of the precision mode (engine/precision.py); a method with a key of its own
     # (its authors', e.g. TRAINER.MAPLE.PREC) lets "" there mean TRAINER.COOP.PREC.
     precision_key = SHARED_PRECISION_KEY
+    # Whether a run trains (False: every run evaluates, as zero-shot CLIP's).
+    trains = True
+    # The folder of its config files below configs/trainers/ (None: the method's name).
+    config_folder = None
 
     def __init__(self, cfg):
         self.cfg = cfg

@@ -18,6 +18,9 @@ def zsclip_cfg(cfg):
 
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP(Method):
+    trains = False
+    config_folder = "CoOp"  # CoOp's config files set the data and backbone it evaluates
+
     @classmethod
     def run_setting(cls, cfg):
         return "zeroshot"
