@@ -11,7 +11,7 @@ from models.prompting import DeepPrompt
 from models.settings import TextPromptCfg
 from models.speed import PLAIN, Speed, apply_speed
 from models.text import LearnedTextFeatures, PromptLearner
-from tests.conftest import CLASSNAMES
+from tests.conftest import CLASSNAMES, MODEL_TYPES
 from tests.run_fixtures import make_workspace, train_argv
 from trainers.builtin import build_trainer
 
@@ -119,7 +119,7 @@ def model_run(model, speed, images, labels):
     return out, loss.detach(), grads, eval_logits
 
 
-@pytest.mark.parametrize("kind", ["coop", "vpt", "vlp", "dpt", "ivlp", "maple"])
+@pytest.mark.parametrize("kind", MODEL_TYPES)
 def test_models_match_the_plain_path_in_training_and_evaluation(build_model, batch, kind):
     model = build_model(kind)
     fast = model_run(model, Speed(), *batch)
