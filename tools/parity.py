@@ -22,7 +22,6 @@ import argparse
 import sys
 import traceback
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +36,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     from clip.model import build_model  # noqa: E402
 
+import trainers  # noqa: E402, F401  (registers the methods)
+from engine.config import get_cfg_default  # noqa: E402
 from engine.optim import build_optimizer, lr_at_epoch  # noqa: E402
 from models import (  # noqa: E402
     CAVPTCfg,
@@ -48,10 +49,8 @@ from models import (  # noqa: E402
     VLPModel,
     VPTModel,
 )
-from models.ivlp import IVLPModel  # noqa: E402
-from models.maple import MaPLeModel  # noqa: E402
-from models.settings import IVLPCfg, MaPLeCfg  # noqa: E402
 from models.upstream import load_upstream_state_dict, ours_to_upstream  # noqa: E402
+from trainers.method import method_for  # noqa: E402
 
 FORMAT = "dpt-golden-v1"
 PROMPT_FORMAT = "prompt-golden-v1"
@@ -273,40 +272,36 @@ class NotImplementedMethod(Exception):
 class PromptGoldenMethod:
     """How our model of one prompt-golden-v1 method is built and read.
 
-    build(trainer_cfg, classnames, clip_model): our model, from the golden's ``TRAINER.*``
-        keys (its authors' names and values).
+    trainer: the registered method whose model is built from the golden's ``TRAINER.*`` keys
+        (its authors' names and values).
     loss_terms: golden ``loss`` key -> the name of that term in our ``compute_loss`` parts.
     outputs: golden ``outputs`` key -> a function of our model giving that quantity (eval
         mode, no autograd), for what the model exposes beyond its logits and features.
     """
 
-    build: Callable
+    trainer: str
     loss_terms: dict = field(default_factory=lambda: {"total": "loss", "ce": "ce_main"})
     outputs: dict = field(default_factory=dict)
 
 
-def build_ivlp(trainer_cfg, classnames, clip_model):
-    c = {key.split(".")[-1]: value for key, value in trainer_cfg.items()}
-    settings = IVLPCfg(
-        n_ctx_text=c["N_CTX_TEXT"],
-        n_ctx_vision=c["N_CTX_VISION"],
-        ctx_init=c["CTX_INIT"],
-        depth_text=c["PROMPT_DEPTH_TEXT"],
-        depth_vision=c["PROMPT_DEPTH_VISION"],
-    )
-    return IVLPModel(clip_model, classnames, ivlp_cfg=settings)
-
-
-def build_maple(trainer_cfg, classnames, clip_model):
-    c = {key.split(".")[-1]: value for key, value in trainer_cfg.items()}
-    settings = MaPLeCfg(n_ctx=c["N_CTX"], ctx_init=c["CTX_INIT"], depth=c["PROMPT_DEPTH"])
-    return MaPLeModel(clip_model, classnames, maple_cfg=settings)
+def build_by_method(trainer, trainer_cfg, classnames, clip_model):
+    """Our model of the registered method ``trainer`` for the golden's ``TRAINER.*`` keys
+    (the method's own keys: its authors')."""
+    cfg = get_cfg_default()
+    for key, value in trainer_cfg.items():
+        *parents, name = key.split(".")
+        node = cfg
+        for parent in parents:
+            node = node[parent]
+        node[name] = value
+    cfg.TRAINER.NAME = trainer
+    return method_for(cfg).create_model(clip_model, classnames, template="")
 
 
 PROMPT_METHODS = {
-    "ivlp": PromptGoldenMethod(build_ivlp),
+    "ivlp": PromptGoldenMethod("IVLP"),
     "maple": PromptGoldenMethod(
-        build_maple,
+        "MaPLe",
         outputs={
             "shared_ctx": lambda model: model.image_prompt_tokens()[0],
             "visual_deep_prompts": lambda model: model.image_prompt_tokens()[1],
@@ -419,7 +414,7 @@ def compare_prompt_golden(golden, clip_model):
     method = PROMPT_METHODS[kind]
     config = golden["config"]
     torch.manual_seed(0)
-    model = method.build(config["trainer_cfg"], config["classnames"], clip_model)
+    model = build_by_method(method.trainer, config["trainer_cfg"], config["classnames"], clip_model)
     names = model.upstream_names()
     names.load_into(model, golden["upstream_state_dict"])
     images, labels = golden["inputs"]["images"], golden["inputs"]["labels"]
