@@ -1,7 +1,8 @@
 """What every registered method must do, found in the registry (a new method is covered with
 no list to edit): its own tiny config for Toy, its own precision key and run-directory name,
-training under both engines, its run evaluated by the other engine to the same accuracy, and
-its authors' run directories where it reads them."""
+training under both engines, its run evaluated by the other engine to the same accuracy and
+predicted by predict.py's classifier as its final test scored, and its authors' run
+directories where it reads them."""
 
 import importlib.util
 import os
@@ -12,7 +13,10 @@ import torch
 import train
 import trainers  # noqa: F401  (registers the methods)
 from engine.config import get_cfg_default, get_value, setup_cfg
+from engine.confusion import confusion_matrix
+from engine.data import read_split
 from engine.registry import TRAINER_REGISTRY
+from inference import load_classifier
 from scripts.naming import setting
 from scripts.spec import trainer_config
 from tests.test_dassl_engine import results, toy_argv
@@ -43,13 +47,24 @@ def test_every_method_has_a_tiny_config_for_toy_and_its_own_keys(name):
 @pytest.mark.parametrize("name", LEARNED)
 def test_every_method_trains_and_the_other_engine_evaluates_its_run(tmp_path, name, engine):
     data, run = tmp_path / "data", tmp_path / "run"
-    train.main(toy_argv(data, run, name, engine))
+    train.main(toy_argv(data, run, name, engine, opts=("TEST.COMPUTE_CMAT", "True")))
     record = results(run)
     assert record["trainer"] == name and record["total"] == 60
     other = ENGINES[-1] if engine == ENGINES[0] else ENGINES[0]
     out = tmp_path / "eval"
     train.main(toy_argv(data, out, name, other, "--eval-only", "--model-dir", str(run)))
     assert results(out)["accuracy"] == record["accuracy"]
+    # predict.py's classifier predicts what the final test scored
+    clf = load_classifier(str(run))
+    toy = data / "toy"
+    _, _, test = read_split(str(toy / "split_toy.json"), str(toy))
+    predictions, unreadable = clf.predict_files([item.impath for item in test], batch_size=7)
+    assert not unreadable
+    predicted = predictions.probs.argmax(1)
+    cmat = confusion_matrix([item.label for item in test], predicted, 30)
+    assert cmat.trace() == record["correct"]
+    if "confusion_matrix" in record:  # the builtin engine's evaluator writes it
+        assert cmat.tolist() == record["confusion_matrix"]
 
 
 @pytest.mark.slow
