@@ -59,7 +59,6 @@ CASES = {
     "maple-deep": ("MaPLe", "maple", maple_keys(3, "a_photo_of", 3)),
     "maple-shallow-long-init": ("MaPLe", "maple", maple_keys(2, "a photo of a", 1)),
 }
-BUILDERS = {"IVLP": parity.build_ivlp, "MaPLe": parity.build_maple}
 
 
 def original_dir_or_skip():
@@ -124,8 +123,9 @@ def test_logits_loss_and_gradients_equal_the_authors_code(records, name):
     case, original = records[name]
     state_dict = torch.load(case["clip_path"], weights_only=True)
     clip_model = parity.build_clip(state_dict)
-    keys = {f"TRAINER.X.{key}": value for key, value in case["trainer_cfg"].items()}
-    model = BUILDERS[case["trainer"]](keys, case["classnames"], clip_model)
+    block = {"IVLP": "IVLP", "MaPLe": "MAPLE"}[case["trainer"]]  # the authors' config block
+    keys = {f"TRAINER.{block}.{key}": value for key, value in case["trainer_cfg"].items()}
+    model = parity.build_by_method(case["trainer"], keys, case["classnames"], clip_model)
     names = model.upstream_names()
     assert sorted(names.theirs) == sorted(original["trainable"])
     names.load_into(model, original["initial"])
