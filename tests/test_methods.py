@@ -98,3 +98,48 @@ def test_authors_run_directories_evaluate(tmp_path, name, folder):
     flags = ("--eval-only", "--model-dir", str(authors))
     train.main(toy_argv(data, out, name, "builtin", *flags))
     assert abs(results(out)["accuracy"] - results(run)["accuracy"]) <= 100 / 60
+
+
+class OwnStep(TRAINER_REGISTRY.get("CoOp")):
+    """CoOp with the step written out with the hooks a method that steps otherwise uses
+    (ProGrad's gradient projection, PromptSRC's aggregation at each epoch's end)."""
+
+    config_folder = "CoOp"
+    epochs_ended = []
+
+    def training_step(self, step):
+        with step.autocast():
+            output = step.model(step.images)
+            loss, parts = self.loss(step.module, output, step.labels, step.epoch)
+        step.check_finite(loss)
+        step.zero_grad()
+        step.backward(loss, retain_graph=True)
+        grads = [p.grad.clone() for p in step.module.parameters() if p.requires_grad]
+        step.zero_grad()
+        step.backward(loss)  # the same gradients again, from the kept graph
+        params = [p for p in step.module.parameters() if p.requires_grad]
+        assert all(torch.equal(p.grad, g) for p, g in zip(params, grads))
+        step.step()
+        return {**parts, "loss": float(loss)}
+
+    def after_epoch(self, model, epoch):
+        self.epochs_ended.append(epoch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_method_owns_its_step_and_epoch_end_under_each_engine(tmp_path, monkeypatch, engine):
+    monkeypatch.setitem(TRAINER_REGISTRY._entries, "OwnStep", OwnStep)
+    monkeypatch.setattr(OwnStep, "epochs_ended", [])
+    data = tmp_path / "data"
+    for name in ("CoOp", "OwnStep"):
+        train.main(toy_argv(data, tmp_path / name, name, engine, config="CoOp"))
+    assert OwnStep.epochs_ended == [0, 1]
+    assert results(tmp_path / "OwnStep")["accuracy"] == results(tmp_path / "CoOp")["accuracy"]
+    coop, own = (saved_context(tmp_path / name) for name in ("CoOp", "OwnStep"))
+    assert all(torch.equal(coop[key], own[key]) for key in coop)
+
+
+def saved_context(run):
+    path = run / "prompt_learner" / "model.pth.tar-2"
+    return torch.load(path, weights_only=False)["state_dict"]
