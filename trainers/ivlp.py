@@ -31,6 +31,7 @@ def ivlp_cfg(cfg):
 class IVLP(Method):
     """One optimiser setting (OPTIM) for all prompts, as the authors' single optimiser."""
 
+    context_from_words = False  # the first N_CTX tokens of CTX_INIT's phrase are learned
     config_keys = (IVLP_KEYS,)
     precision_key = "TRAINER.IVLP.PREC"
 

@@ -29,6 +29,7 @@ class MaPLe(Method):
     """One optimiser setting (OPTIM) for the prompts and couplings, as the authors' single
     optimiser."""
 
+    context_from_words = False  # the first N_CTX tokens of CTX_INIT's phrase are learned
     config_keys = (MAPLE_KEYS,)
     precision_key = "TRAINER.MAPLE.PREC"
 

@@ -144,6 +144,9 @@ class Method:
     precision_key = SHARED_PRECISION_KEY
     # Whether a run trains (False: every run evaluates, as zero-shot CLIP's).
     trains = True
+    # Whether CTX_INIT's words set the number of context vectors, as in CoOp (IVLP and MaPLe
+    # learn the first N_CTX tokens of the phrase instead).
+    context_from_words = True
     # The folder of its config files below configs/trainers/ (None: the method's name).
     config_folder = None
 
@@ -303,8 +306,11 @@ def context_notes(cfg):
     ``N_CTX`` says (one vector per word; ``N_CTX`` is then not used)."""
     if cfg.TRAINER.NAME not in TRAINER_REGISTRY.names():
         return []  # a trainer of Dassl's, or none given
+    method_type = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    if not method_type.context_from_words:
+        return []
     notes = []
-    for keys in TRAINER_REGISTRY.get(cfg.TRAINER.NAME).config_keys:
+    for keys in method_type.config_keys:
         if not {"n_ctx", "ctx_init"} <= set(keys.keys):
             continue
         settings = keys.read(cfg)
