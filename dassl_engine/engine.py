@@ -51,6 +51,7 @@ def _check_registered(kind, name, registry, flag):
 
 def check_config(cfg):
     """Before any work: names in Dassl's registries, and the method's settings."""
+    register_methods()  # also those registered since this module was imported
     _check_registered("trainer", cfg.TRAINER.NAME, DASSL_TRAINERS, "--trainer")
     _check_registered("dataset", cfg.DATASET.NAME, DASSL_DATASETS, "--dataset-config-file")
     method_for(cfg)

@@ -25,16 +25,15 @@ from engine.randomness import is_keyed, run_seed, stream_seed, untouched_global_
 from engine.registry import TRAINER_REGISTRY
 from engine.rundir import RESULTS_FILE, UNTRAINED, results_record
 from engine.tensorboard import module_lrs, open_writer
-from models.clip_loader import cast_clip
-from trainers.evaluated_run import check_classes
-from trainers.method import (
-    build_clip,
-    load_module_state,
-    step_summary,
-    template_for,
-    zeroshot_baseline,
+from trainers.adapter import (
+    Batch,
+    TrainingStep,
+    announce_precision,
+    build_model,
+    load_trained_run,
+    train_with_baseline,
 )
-from trainers.original_checkpoints import read_trained_states
+from trainers.method import build_clip, load_module_state
 from trainers.zeroshot_cache import evaluate_once
 
 
@@ -114,25 +113,16 @@ class MethodTrainer(TrainerX):
             super().save_model(epoch, directory, is_best, val_result, model_name)
 
     def build_model(self):
-        cfg = self.cfg
-        precision = self.mixed_precision.precision
-        print(f"Precision: {precision} (TRAINER.COOP.PREC {cfg.TRAINER.COOP.PREC})")
-        clip_model = cast_clip(self._clip, self.mixed_precision.weight_dtype)
+        announce_precision(self.method, self.mixed_precision.precision, self.device)
+        dtype = self.mixed_precision.weight_dtype
+        built = build_model(self.method, self._clip, self.dm.dataset, dtype, self.device)
         del self._clip
-        self.classnames = self.dm.dataset.classnames
-        self.template = template_for(self.dm.dataset, cfg)
-        print("Building the model")
-        model = self.method.build_model(clip_model, self.classnames, self.template)
-        self.model = model.to(self.device)
+        self.model, self.classnames, self.template = built.model, built.classnames, built.template
         for name, module in self.model.learnable_modules().items():
             optim_cfg = self.method.optim_cfg(name)
             optim = build_optimizer(module, optim_cfg)
             self.register_model(name, module, optim, build_lr_scheduler(optim, optim_cfg))
-        self.zeroshot_baseline = None
-        if cfg.TEST.ZEROSHOT_BASELINE and self._models:
-            self.zeroshot_baseline = zeroshot_baseline(
-                self.method, clip_model, self.classnames, self.template
-            ).to(self.device)
+        self.zeroshot_baseline = built.baseline
 
     def set_model_mode(self, mode="train", names=None):
         """The model's wrappers follow the mode too (frozen CLIP stays in eval mode)."""
@@ -141,31 +131,33 @@ class MethodTrainer(TrainerX):
 
     def forward_backward(self, batch):
         images, labels = self.parse_batch_train(batch)[:2]
-        with self.mixed_precision.autocast():
-            output = self.model(images)
-            loss, parts = self.model.compute_loss(output, labels, self.epoch)
-        if self.mixed_precision.scaler is None:
-            self.model_backward_and_update(loss)
-        else:
-            self.detect_anomaly(loss)
-            self.mixed_precision.backward_and_step(loss, list(self._optims.values()))
-        if self.batch_idx + 1 == self.num_batches:
+        step = TrainingStep(
+            self.model,
+            self.model,
+            Batch(images, labels, self.epoch, self.batch_idx),
+            self.mixed_precision,
+            self._optims,
+            self.method.precision_setting()[0],
+        )
+        summary = self.method.training_step(step)
+        if self.batch_idx + 1 == self.num_batches:  # the epoch's end, as CoOp's trainers
             self.update_lr()
-        return step_summary(loss, parts, output.logits, labels)
+            self.method.after_epoch(self.model, self.epoch)
+        return summary
 
     def model_inference(self, images):
         with self.mixed_precision.autocast():
             return (self._inference or self.model)(images).logits.float()
 
     def load_model(self, directory, epoch=None):
-        """Run directories of this project (either engine), of Dassl or of the original DPT
-        code; derived buffers and other classes' CAVPT heads are not loaded."""
+        """Run directories of this project (either engine), of Dassl or of the method's
+        authors' code; derived buffers and other classes' CAVPT heads are not loaded."""
         if not directory:
             print("Note: no --model-dir given; evaluating the untrained initialisation")
             self.extra_results[UNTRAINED] = True
             return
-        check_classes(self.model, directory, self.classnames)
-        saved = read_trained_states(directory, self._models, epoch)
+        saved = load_trained_run(self.method, self.model, self._models, directory,
+                                 self.classnames, epoch)  # fmt: skip
         for name, module in saved.items():
             load_module_state(self.method, name, self._models[name], module)
         saved_epoch = next(iter(saved.values())).epoch if saved else None
@@ -212,17 +204,19 @@ class MethodTrainer(TrainerX):
         return self.evaluate_zeroshot([self.template], evaluate)
 
     def train(self):
-        baseline = None
-        if self.zeroshot_baseline is not None:
+        def evaluate_baseline():
+            if self.zeroshot_baseline is None:
+                return None
             print("Zero-shot CLIP:")
-            baseline = self.evaluate_zeroshot_baseline()
-            self.extra_results["zeroshot_accuracy"] = baseline
-        super().train()
-        if baseline is not None and self.final_accuracy is not None:
-            print(
-                f"Zero-shot CLIP: {baseline:.1f}% -> {self.cfg.TRAINER.NAME}: "
-                f"{self.final_accuracy:.1f}% on the {self.cfg.TEST.SPLIT} split"
-            )
+            return self.evaluate_zeroshot_baseline()
+
+        train_with_baseline(
+            self.cfg,
+            evaluate_baseline,
+            super().train,
+            lambda _: self.final_accuracy,
+            self.extra_results,
+        )
 
     @torch.no_grad()
     def test(self, split=None, write_results=True):

@@ -56,16 +56,25 @@ class MixedPrecision:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
+    def backward(self, loss, retain_graph=False):
+        """Gradients of ``loss`` (scaled by the grad scaler for ``amp``)."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward(
+            retain_graph=retain_graph
+        )
+
+    def step(self, optimizers):
+        """One step of every optimiser (through the scaler for ``amp``, which it updates)."""
+        for optim in optimizers:
+            if self.scaler is None:
+                optim.step()
+            else:
+                self.scaler.step(optim)
+        if self.scaler is not None:
+            self.scaler.update()
+
     def backward_and_step(self, loss, optimizers):
         """Backward pass and one step of every optimiser (through the scaler for ``amp``)."""
         for optim in optimizers:
             optim.zero_grad(set_to_none=True)
-        if self.scaler is None:
-            loss.backward()
-            for optim in optimizers:
-                optim.step()
-            return
-        self.scaler.scale(loss).backward()
-        for optim in optimizers:
-            self.scaler.step(optim)
-        self.scaler.update()
+        self.backward(loss)
+        self.step(optimizers)

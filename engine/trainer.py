@@ -1,7 +1,8 @@
 """The epoch loop: build, train, evaluate, checkpoint, resume.
 
 A trainer subclass implements ``build()`` (data and model; it registers each learnable module
-with ``register_module``), ``forward_backward(batch)`` and ``model_inference(images)``. The base
+with ``register_module``), ``forward_backward(batch)`` (one step, with the optimisers of
+``self._optims`` and ``self.mixed_precision``) and ``model_inference(images)``. The base
 class owns everything else: optimisers and schedules per module, mixed precision, the log lines,
 Dassl's run-directory layout, exact resumption and the final results.
 """
@@ -117,16 +118,6 @@ class Trainer:
     def autocast(self):
         """Autocast for ``amp`` (float16) and ``amp_bf16``; nothing for the other modes."""
         return self.mixed_precision.autocast()
-
-    def backward_and_step(self, loss):
-        if not distributed.all_ranks_true(torch.isfinite(loss)):
-            raise FloatingPointError(
-                f"Loss became {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1} "
-                f"(precision {self.precision}). Training stopped instead of continuing on "
-                "garbage: try TRAINER.COOP.PREC amp_bf16, amp or bf16, or a lower OPTIM.LR, "
-                f"and {START_AGAIN}."
-            )
-        self.mixed_precision.backward_and_step(loss, list(self._optims.values()))
 
     def set_mode(self, mode):
         for module in self._modules.values():

@@ -36,7 +36,7 @@ class SavedClasses:
         self.classnames = list(classnames)
         self.lab2cname = dict(enumerate(self.classnames))
         self.num_classes = len(self.classnames)
-        self.dataset = SimpleNamespace(template=template)
+        self.dataset = SimpleNamespace(template=template, classnames=self.classnames)
 
 
 class IgnoredOrientation(UserWarning):

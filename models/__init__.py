@@ -1,13 +1,17 @@
-"""Prompt-tuning models on a frozen CLIP: CoOp, CoCoOp, VPT, VLP and DPT."""
+"""Prompt-tuning models on a frozen CLIP: CoOp, CoCoOp, VPT, VLP, DPT, IVLP and MaPLe."""
 
 from models.base import GuidedOutput, ModelOutput, PromptTuningModel
 from models.cocoop import CoCoOpModel
 from models.coop import CoOpModel
 from models.dpt import DPTModel, DPTOutput
+from models.ivlp import IVLPModel
+from models.maple import MaPLeModel
 from models.settings import (
     CAVPTCfg,
     CoCoOpCfg,
     GuidanceCfg,
+    IVLPCfg,
+    MaPLeCfg,
     SettingError,
     TextPromptCfg,
     VisualPromptCfg,
@@ -24,6 +28,10 @@ __all__ = [
     "DPTOutput",
     "GuidanceCfg",
     "GuidedOutput",
+    "IVLPCfg",
+    "IVLPModel",
+    "MaPLeCfg",
+    "MaPLeModel",
     "ModelOutput",
     "PromptTuningModel",
     "SettingError",

@@ -92,6 +92,11 @@ class PromptTuningModel(nn.Module):
         """Ordered name -> module holding all learnable parameters, one per optimiser."""
         raise NotImplementedError
 
+    def learns_per_class(self):
+        """Whether a learned tensor is one per class (CoOp's class-specific context), so that
+        the trained model classifies its training classes only."""
+        return bool(getattr(getattr(self.text, "prompt_learner", None), "csc", False))
+
     def learnable_state_dict(self):
         """All learnable parameters under our names ``<module>.<key>``."""
         return OrderedDict(

@@ -8,7 +8,7 @@ import torch.nn as nn
 from models.base import ModelOutput, PromptTuningModel, l2_normalize
 from models.settings import CoCoOpCfg, TextPromptCfg
 from models.speed import Speed
-from models.text import PromptLearner, TextEncoder
+from models.text import ContextPrompts, PromptLearner, TextEncoder
 from models.visual import frozen_image_encoder
 
 
@@ -33,18 +33,11 @@ class ConditionalPromptLearner(PromptLearner):
                 linear2=nn.Linear(hidden, self.ctx.shape[-1]),
             )
         ).to(self.ctx.device)
-        is_ctx = torch.zeros(self.frozen_embeddings.shape[:2], dtype=torch.bool)
-        is_ctx.scatter_(1, self.ctx_slots.cpu(), True)
-        self.register_buffer("ctx_mask", is_ctx.to(self.ctx.device), persistent=False)
 
-    def conditional(self, image_features, full_length=False):
-        """Prompt embeddings of every class for each image, [B, C, L, D], and the EOS
-        positions [C]: the learned prompts with ``meta_net(image)`` added at the context
-        slots (the same as adding it to ``ctx`` before placing the context)."""
-        prompts, eos_positions = self(full_length)
-        bias = self.meta_net(image_features.float()).to(prompts.dtype)  # [B, D]
-        at_ctx = self.ctx_mask[:, : prompts.shape[1], None].to(prompts.dtype)  # [C, L, 1]
-        return prompts + at_ctx * bias[:, None, None, :], eos_positions
+    def conditional_context(self, image_features):
+        """Each image's context, [B, n_ctx, D]: ``ctx`` plus ``meta_net(image feature)``."""
+        bias = self.meta_net(image_features.float())  # [B, D]
+        return self.ctx[None] + bias[:, None]
 
 
 class CoCoOpModel(PromptTuningModel):
@@ -77,16 +70,21 @@ class CoCoOpModel(PromptTuningModel):
     def _logits(self, image_features):
         """[b, C] logits of b images whose b x C prompts are encoded in one pass."""
         learner = self.prompt_learner
-        prompts, eos_positions = learner.conditional(
-            image_features, full_length=not self.speed.truncate_text
+        frozen, eos_positions = learner.frozen_prompts(full_length=not self.speed.truncate_text)
+        ctx = learner.conditional_context(image_features)
+        n_images, n_cls = ctx.shape[0], learner.n_cls
+        # the C prompts of image b hold its context: sequence b * C + c
+        prompts = ContextPrompts(
+            ctx[:, None].expand(-1, n_cls, -1, -1).flatten(0, 1),
+            learner.ctx_slots.repeat(n_images, 1),
         )
-        n_images, n_cls = prompts.shape[:2]
         # One image's prompts share their leading tokens (SOS and its conditioned context).
         shared = learner.shared_prefix_length if self.speed.shared_text_prefix else 0
         features = self.encoder(
-            prompts.flatten(0, 1),
+            frozen.repeat(n_images, 1, 1),
             eos_positions.repeat(n_images),
             shared if n_images == 1 else 0,
+            prompts,
         )
         text = l2_normalize(features).view(n_images, n_cls, -1)
         scores = torch.einsum("be,bce->bc", image_features.to(text.dtype), text)

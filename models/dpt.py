@@ -4,8 +4,8 @@ The paper's terms (Xing et al., TMM 2023) and where they live:
 
     text prompt                  ``PromptLearner.ctx`` (models/text.py), CoOp's context;
                                  its features T: ``LearnedTextFeatures``
-    deep visual prompt           ``DeepVisualPrompt.tokens`` (models/visual.py): tokens
-                                 appended in blocks 1..first_block-1
+    deep visual prompt           ``DeepPrompt.tokens`` (models/prompting.py): tokens
+                                 appended in blocks 1..first_block-1 (``AppendedPrompts``)
     CAVPT                        ``CAVPT`` / ``ClassAwarePromptBlock`` (models/visual.py), in
                                  blocks first_block..L (``CAVPTCfg.first_block``, the
                                  original's TOPDOWN_SECOVPT.BOTTOMLIMIT)
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from models.base import GuidedOutput
 from models.settings import CAVPTCfg, GuidanceCfg, SettingError, TextPromptCfg, VisualPromptCfg
-from models.visual import CAVPT, require_vit
+from models.visual import CAVPT, AppendedPrompts, require_vit
 from models.vlp import VLPModel
 
 
@@ -134,7 +134,7 @@ class DPTModel(VLPModel):
             cavpt_logits.append(logits)
             return prompts
 
-        image_features = self.image_encoder(images, block_prompts)
+        image_features = self.image_encoder(images, AppendedPrompts(block_prompts))
         return self._output(
             DPTOutput,
             image_features,

@@ -117,5 +117,68 @@ class CoCoOpCfg:
         check_at_least(self, "images_per_text_pass", 0, "images per text-encoder pass")
 
 
+PHRASE_INIT_MAX_CTX = 4  # IVLP, MaPLe: ctx_init is used only with at most this many tokens
+
+
+@dataclass(frozen=True, kw_only=True)
+class IVLPCfg:
+    """Independent vision-language prompts (IVLP): deep prompts in both towers, learned
+    independently.
+
+    n_ctx_text, n_ctx_vision: prompt tokens per layer in each tower.
+    ctx_init: initial text context, used as the authors do only when n_ctx_text <= 4: the whole
+        phrase precedes the class name and its first n_ctx_text tokens are learnable (the
+        rest stays fixed); otherwise the context starts random. Underscores read as spaces.
+    depth_text: text layers with prompts (>= 1): the input context, then fresh tokens
+        replacing it before blocks 1..depth_text-1; later blocks carry what they get.
+    depth_vision: vision layers with prompts (0: none): tokens appended to the input before
+        ``ln_pre``, replaced before blocks 1..depth_vision-1, carried after that.
+    """
+
+    n_ctx_text: int = 2
+    n_ctx_vision: int = 2
+    ctx_init: str = "a photo of a"
+    depth_text: int = 9
+    depth_vision: int = 9
+
+    def __post_init__(self):
+        check_at_least(self, "n_ctx_text", 1, "text prompt tokens")
+        check_at_least(self, "depth_text", 1, "text layers with prompts")
+        check_at_least(self, "depth_vision", 0, "vision layers with prompts")
+        if self.depth_vision:
+            check_at_least(self, "n_ctx_vision", 1, "vision prompt tokens")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaPLeCfg:
+    """Multi-modal prompt learning (MaPLe): IVLP's text prompts, and in the image tower the
+    same number of tokens mapped from them by learned linear couplings, in the first
+    ``depth`` layers of both towers.
+
+    n_ctx: prompt tokens per layer; ctx_init: as ``IVLPCfg.ctx_init`` (with n_ctx);
+    depth: layers with prompts (>= 1; 1 is shallow MaPLe, the input only).
+    """
+
+    n_ctx: int = 2
+    ctx_init: str = "a photo of a"
+    depth: int = 9
+
+    def __post_init__(self):
+        check_at_least(self, "n_ctx", 1, "prompt tokens")
+        check_at_least(self, "depth", 1, "layers with prompts")
+
+
+def check_depth(settings, field, n_layers, tower):
+    """A prompt depth beyond the tower's layers would hold tokens that no block reads."""
+    depth = getattr(settings, field)
+    if depth > n_layers:
+        raise SettingError(
+            type(settings),
+            field,
+            f"({tower} layers with prompts) must be <= the {n_layers} layers of this CLIP's "
+            f"{tower} tower, got {depth}",
+        )
+
+
 def field_names(settings_type):
     return [f.name for f in fields(settings_type)]

@@ -1,4 +1,5 @@
-"""Text side: CoOp's learnable prompt, a causal text encoder, hand-crafted template features."""
+"""Text side: CoOp's learnable prompt, a causal text encoder with a prompt hook, hand-crafted
+template features."""
 
 import functools
 import warnings
@@ -8,6 +9,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from models.attention import run_block, run_block_shared_prefix
+from models.prompting import NO_PROMPTS, PromptHook, run_blocks
 from models.settings import PROMPT_INIT_STD, TextPromptCfg
 from models.speed import Speed, block_function
 
@@ -67,29 +69,30 @@ class TextEncoder(nn.Module):
         self.text_projection = clip_model.text_projection
         self.speed = Speed()
 
-    def forward(self, token_embeddings, eos_positions, shared_prefix=0):
+    def forward(self, token_embeddings, eos_positions, shared_prefix=0, prompts=NO_PROMPTS):
         """[N, S, D] embeddings and [N] EOS indices -> [N, E] features (not normalised).
 
         With ``shared_prefix`` = P > 0 the first P embeddings must be the same in every
-        sequence and every EOS at P or later; they are computed once (needs ``speed.sdpa``).
+        sequence (``prompts.input`` included) and every EOS at P or later; they are computed
+        once (needs ``speed.sdpa``), and ``prompts.enter`` and ``leave`` see the sequences as
+        a pair (that prefix [1, P, D], the rest [N, S - P, D]). Otherwise they see [N, S, D].
         """
-        seq_len = token_embeddings.shape[1]
-        x = token_embeddings + self.positional_embedding[:seq_len].to(token_embeddings.dtype)
+        x = prompts.input(token_embeddings)
+        x = x + self.positional_embedding[: x.shape[1]].to(x.dtype)
         if shared_prefix:
-            prefix, x = x[:1, :shared_prefix], x[:, shared_prefix:]
-            for block in self.resblocks:
-                prefix, x = self._call(run_block_shared_prefix, block, prefix, x)
+            x = (x[:1, :shared_prefix], x[:, shared_prefix:])
+            x = run_blocks(self.resblocks, x, self._shared_prefix_step, prompts)[1]
             eos_positions = eos_positions - shared_prefix
-        elif self.speed.sdpa:  # batch first: no transposes around the attention kernel
-            for block in self.resblocks:
-                x = self._call(run_block, block, x, causal=True, sdpa=True, batch_first=True)
-        else:  # CLIP's layout and nn.MultiheadAttention, as CLIP's encode_text
-            x = x.permute(1, 0, 2)
-            for block in self.resblocks:
-                x = self._call(run_block, block, x, causal=True, sdpa=False)
-            x = x.permute(1, 0, 2)
+        else:  # batch first: no transposes around the attention kernel
+            x = run_blocks(self.resblocks, x, self._step, prompts)
         eos = x[torch.arange(x.shape[0], device=x.device), eos_positions]
         return self.ln_final(eos) @ self.text_projection
+
+    def _step(self, block, x):
+        return self._call(run_block, block, x, causal=True, sdpa=self.speed.sdpa, batch_first=True)
+
+    def _shared_prefix_step(self, block, x):
+        return self._call(run_block_shared_prefix, block, *x)
 
     def _call(self, block_fn, *args, **kwargs):
         """``block_fn(*args, **kwargs)``, compiled and checkpointed as ``speed`` says."""
@@ -97,6 +100,50 @@ class TextEncoder(nn.Module):
         if self.speed.checkpoint_text and torch.is_grad_enabled():
             return checkpoint(block_fn, *args, use_reentrant=False, **kwargs)
         return block_fn(*args, **kwargs)
+
+
+def place_tokens(x, slots, tokens):
+    """``x`` [N, S, D] with ``tokens`` ([n, D] for every sequence, or [N, n, D]) written at
+    ``slots`` [N, n] (out of place, so that gradients reach the tokens)."""
+    if slots.shape[1] == 0:
+        return x
+    tokens = tokens.to(x.dtype)
+    if tokens.dim() == 2:
+        tokens = tokens.expand(slots.shape[0], -1, -1)
+    rows = torch.arange(slots.shape[0], device=x.device)[:, None].expand_as(slots)
+    return x.index_put((rows, slots), tokens)
+
+
+class ContextPrompts(PromptHook):
+    """Learnable text context as a prompt hook: ``ctx`` is placed at each sequence's context
+    slots in the token embeddings (CoOp, CoCoOp); with deep prompts, before block i
+    (1 <= i <= len(block_tokens)) the context tokens are replaced by ``block_tokens[i - 1]``
+    (IVLP, MaPLe), and carried on as the blocks leave them after that.
+
+    ctx: [n, D] for every sequence, or [N, n, D] one per sequence; ctx_slots: [N, n];
+    block_tokens: [n, D] each.
+    """
+
+    def __init__(self, ctx, ctx_slots, block_tokens=()):
+        self.ctx = ctx
+        self.ctx_slots = ctx_slots
+        self.block_tokens = list(block_tokens)
+
+    def input(self, x):
+        return place_tokens(x, self.ctx_slots, self.ctx)
+
+    def enter(self, block, x):
+        if not 1 <= block <= len(self.block_tokens):
+            return x
+        tokens = self.block_tokens[block - 1]
+        if not isinstance(x, tuple):
+            return place_tokens(x, self.ctx_slots, tokens)
+        prefix, rest = x  # a slot in the shared prefix is at the same place in every sequence
+        n_prefix = prefix.shape[1]
+        in_prefix = self.ctx_slots[0] < n_prefix
+        prefix = place_tokens(prefix, self.ctx_slots[:1, in_prefix], tokens[in_prefix])
+        rest = place_tokens(rest, self.ctx_slots[:, ~in_prefix] - n_prefix, tokens[~in_prefix])
+        return prefix, rest
 
 
 def truncate_after_eos(token_ids):
@@ -204,7 +251,7 @@ class PromptLearner(nn.Module):
     # carry them; they are rebuilt here, never loaded.
     derived_checkpoint_keys = ("token_prefix", "token_suffix")
 
-    def __init__(self, clip_model, classnames, *, settings=TextPromptCfg()):
+    def __init__(self, clip_model, classnames, *, settings=TextPromptCfg(), context=None):
         super().__init__()
         class_token_position = settings.class_token_position
         n_cls = len(classnames)
@@ -214,7 +261,9 @@ class PromptLearner(nn.Module):
         device = token_embedding.weight.device
         max_len = context_length(clip_model)
 
-        ctx, prefix_text = initial_context(token_embedding, n_cls, settings, max_len)
+        if context is None:
+            context = initial_context(token_embedding, n_cls, settings, max_len)
+        ctx, prefix_text = context
         n_ctx = ctx.shape[-2]
         self.ctx = nn.Parameter(ctx)
 
@@ -246,15 +295,21 @@ class PromptLearner(nn.Module):
         self.register_buffer("ctx_slots", ctx_slots, persistent=False)
         self.register_buffer("eos_positions", eos_positions, persistent=False)
 
-    def forward(self, full_length=False):
+    def frozen_prompts(self, full_length=False):
+        """The prompts' token embeddings without the context (the placeholder or init words'
+        embeddings at its slots), cut after the longest EOS unless ``full_length``, and the
+        EOS positions."""
         frozen = self.frozen_embeddings
-        if not full_length:
-            frozen = frozen[:, : self.truncated_length]
-        ctx = self.ctx.to(frozen.dtype)
-        if ctx.dim() == 2:
-            ctx = ctx.expand(self.n_cls, -1, -1)
-        rows = torch.arange(self.n_cls, device=frozen.device)[:, None].expand_as(self.ctx_slots)
-        return frozen.index_put((rows, self.ctx_slots), ctx), self.eos_positions
+        return (frozen if full_length else frozen[:, : self.truncated_length]), self.eos_positions
+
+    def prompts(self, block_tokens=()):
+        """The context as a text-tower prompt hook, with deep ``block_tokens`` if any."""
+        return ContextPrompts(self.ctx, self.ctx_slots, block_tokens)
+
+    def forward(self, full_length=False):
+        """The prompts' token embeddings with the context in place, and the EOS positions."""
+        frozen, eos_positions = self.frozen_prompts(full_length)
+        return self.prompts().input(frozen), eos_positions
 
     @torch.no_grad()
     def upstream_buffers(self, token_embedding):
@@ -266,34 +321,43 @@ class PromptLearner(nn.Module):
 class LearnedTextFeatures(nn.Module):
     """Text features T of the learnable prompts, [C, E], not normalised.
 
+    ``deep_prompt`` (a ``models.prompting.DeepPrompt``, optional): its layer i replaces the
+    context tokens before text block i + 1 (IVLP, MaPLe).
+
     In eval mode without autograd (and ``speed.cache_text``) the features are computed once
-    and reused until the context changes (an optimiser step or a load bumps the parameter's
-    version): once per evaluation instead of once per batch.
+    and reused until a learnable input changes (an optimiser step or a load bumps a
+    parameter's version): once per evaluation instead of once per batch.
     """
 
-    def __init__(self, clip_model, prompt_learner):
+    def __init__(self, clip_model, prompt_learner, deep_prompt=None):
         super().__init__()
         self.prompt_learner = prompt_learner
+        self.deep_prompt = deep_prompt
         self.encoder = TextEncoder(clip_model)
         self.speed = Speed()
         self._cache = None
 
     def _features(self):
         learner = self.prompt_learner
-        embeddings, eos_positions = learner(full_length=not self.speed.truncate_text)
+        frozen, eos_positions = learner.frozen_prompts(full_length=not self.speed.truncate_text)
+        deep = () if self.deep_prompt is None else self.deep_prompt.tokens.unbind(0)
         shared = learner.shared_prefix_length if self.speed.shared_text_prefix else 0
-        return self.encoder(embeddings, eos_positions, shared)
+        return self.encoder(frozen, eos_positions, shared, learner.prompts(deep))
 
     def clear_cache(self):
         """Forget the cached features (the next evaluation computes them again)."""
         self._cache = None
 
     def _cache_key(self):
-        ctx = self.prompt_learner.ctx
-        device_type = ctx.device.type
-        autocast = torch.is_autocast_enabled(device_type)
-        autocast_dtype = torch.get_autocast_dtype(device_type) if autocast else None
-        return ctx.data_ptr(), ctx._version, ctx.device, autocast_dtype
+        """Every learnable input (which tensor, which version of it), device and autocast."""
+        inputs = list(self.prompt_learner.parameters())
+        if self.deep_prompt is not None:
+            inputs += list(self.deep_prompt.parameters())
+        device = inputs[0].device
+        autocast = torch.is_autocast_enabled(device.type)
+        autocast_dtype = torch.get_autocast_dtype(device.type) if autocast else None
+        versions = tuple((p.data_ptr(), p._version) for p in inputs)
+        return versions, device, autocast_dtype
 
     def forward(self):
         if self.training or torch.is_grad_enabled() or not self.speed.cache_text:

@@ -1,4 +1,4 @@
-"""Image side: CLIP's ViT with tokens appended per block, deep visual prompts, CAVPT."""
+"""Image side: CLIP's ViT with a prompt hook, the visual prompt hooks, CAVPT."""
 
 import contextlib
 import math
@@ -13,6 +13,7 @@ with warnings.catch_warnings():
     from clip.model import VisionTransformer
 
 from models.attention import run_block
+from models.prompting import NO_PROMPTS, PromptHook, run_blocks
 from models.settings import PROMPT_INIT_STD
 from models.speed import Speed, block_function
 
@@ -40,7 +41,7 @@ def _layer_norm(norm, x):
 
 
 class PromptedViT(nn.Module):
-    """CLIP's ViT image encoder with extra tokens appended before chosen blocks."""
+    """CLIP's ViT image encoder with a prompt hook (``models.prompting``) around its blocks."""
 
     def __init__(self, visual):
         super().__init__()
@@ -55,28 +56,25 @@ class PromptedViT(nn.Module):
     def width(self):
         return self.visual.conv1.out_channels
 
-    def forward(self, images, block_prompts=None):
+    def forward(self, images, prompts=NO_PROMPTS):
         """Image features [B, E] (projected CLS token, not normalised).
 
-        ``block_prompts(i, x)`` gives the tokens [n, B, W] appended to the sequence x [N, B, W]
-        entering block i (they are dropped again after the block), or None for none.
+        ``prompts.input`` sees the embedded patches [B, 1 + grid ** 2, W] (CLS first) before
+        ``ln_pre``; ``enter`` and ``leave`` see the sequence [N, B, W] around each block.
         """
         visual = self.visual
         x = visual.conv1(images.to(visual.conv1.weight.dtype))
         x = x.flatten(2).transpose(1, 2)  # [B, grid ** 2, W]
         cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
-        x = visual.ln_pre(x).permute(1, 0, 2)  # NLD -> LND
+        x = visual.ln_pre(prompts.input(x)).permute(1, 0, 2)  # NLD -> LND
         run = block_function(run_block, self.speed)
         sdpa = self.speed.sdpa
-        for i, block in enumerate(visual.transformer.resblocks):
-            extra = None if block_prompts is None else block_prompts(i, x)
-            if extra is None:
-                x = run(block, x, causal=False, sdpa=sdpa)
-            else:
-                n_tokens = x.shape[0]
-                x = torch.cat([x, extra.to(x.dtype)])
-                x = run(block, x, causal=False, sdpa=sdpa)[:n_tokens]
+
+        def step(block, x):
+            return run(block, x, causal=False, sdpa=sdpa)
+
+        x = run_blocks(visual.transformer.resblocks, x, step, prompts)
         return visual.ln_post(x[0]) @ visual.proj
 
 
@@ -86,24 +84,42 @@ def frozen_image_encoder(visual):
     return PromptedViT(visual) if isinstance(visual, VisionTransformer) else visual
 
 
-class DeepVisualPrompt(nn.Module):
-    """VPT-deep: ``n_tokens`` learnable tokens for each of the first ``n_layers`` blocks."""
+class AppendedPrompts(PromptHook):
+    """Tokens appended to the sequence entering a block and dropped after it (VPT-deep,
+    CAVPT). ``tokens_for(block, x)`` gives them, [n, B, W] for x [N, B, W], or None."""
 
-    def __init__(self, n_layers, n_tokens, width, device=None):
-        super().__init__()
-        self.tokens = nn.Parameter(torch.empty(n_layers, n_tokens, width, device=device))
-        nn.init.normal_(self.tokens, std=PROMPT_INIT_STD)
+    def __init__(self, tokens_for):
+        self.tokens_for = tokens_for
+        self.n_appended = 0
 
-    @property
-    def n_layers(self):
-        return self.tokens.shape[0]
+    def enter(self, block, x):
+        extra = self.tokens_for(block, x)
+        self.n_appended = 0 if extra is None else extra.shape[0]
+        return x if extra is None else torch.cat([x, extra.to(x.dtype)])
 
-    def forward(self, layer, sequence):
-        """Tokens [n_tokens, B, W] (float32) to append to ``sequence`` [N, B, W] entering
-        block ``layer``, or None past the prompted blocks (a ``PromptedViT`` hook)."""
-        if layer >= self.n_layers:
-            return None
-        return self.tokens[layer][:, None].expand(-1, sequence.shape[1], -1)
+    def leave(self, block, x):
+        return x[: x.shape[0] - self.n_appended]
+
+
+class CarriedPrompts(PromptHook):
+    """Tokens appended to the ViT's input (before ``ln_pre``) and carried through the blocks;
+    before block i (1 <= i <= len(block_tokens)) they are replaced by ``block_tokens[i - 1]``
+    (IVLP, MaPLe). All tokens are [n, W], shared by the images."""
+
+    def __init__(self, input_tokens, block_tokens=()):
+        self.input_tokens = input_tokens
+        self.block_tokens = list(block_tokens)
+
+    def input(self, x):
+        tokens = self.input_tokens.to(x.dtype).expand(x.shape[0], -1, -1)
+        return torch.cat([x, tokens], dim=1)
+
+    def enter(self, block, x):
+        if not 1 <= block <= len(self.block_tokens):
+            return x
+        tokens = self.block_tokens[block - 1]
+        kept = x[: x.shape[0] - tokens.shape[0]]
+        return torch.cat([kept, tokens.to(x.dtype)[:, None].expand(-1, x.shape[1], -1)])
 
 
 class ClassAwarePromptBlock(nn.Module):

@@ -3,9 +3,10 @@
 from collections import OrderedDict
 
 from models.base import GuidedOutput, PromptTuningModel, guided_loss, l2_normalize
+from models.prompting import DeepPrompt
 from models.settings import GuidanceCfg, TextPromptCfg, VisualPromptCfg
 from models.text import LearnedTextFeatures, PromptLearner
-from models.visual import DeepVisualPrompt, PromptedViT, require_vit
+from models.visual import AppendedPrompts, PromptedViT, require_vit
 from models.zeroshot import ZeroShotCLIP
 
 
@@ -30,7 +31,7 @@ class VLPModel(PromptTuningModel):
         vpt_blocks = n_blocks if vpt_blocks is None else vpt_blocks
         if not 0 <= vpt_blocks <= n_blocks:
             raise ValueError(f"vpt_blocks must be in 0..{n_blocks}, got {vpt_blocks}")
-        self.visual_prompt = DeepVisualPrompt(
+        self.visual_prompt = DeepPrompt(
             vpt_blocks,
             vpt_cfg.n_ctx,
             self.image_encoder.width,
@@ -44,7 +45,7 @@ class VLPModel(PromptTuningModel):
 
     def forward(self, images):
         text_features = self.text()
-        image_features = self.image_encoder(images, self.visual_prompt)
+        image_features = self.image_encoder(images, AppendedPrompts(self.visual_prompt))
         # the frozen image features only feed the guidance loss: skipped at inference
         zeroshot_features = self.zeroshot.image_features(images) if self.training else None
         return self._output(GuidedOutput, image_features, text_features, zeroshot_features)

@@ -3,8 +3,9 @@
 from collections import OrderedDict
 
 from models.base import ModelOutput, PromptTuningModel, l2_normalize
+from models.prompting import DeepPrompt
 from models.settings import VisualPromptCfg
-from models.visual import DeepVisualPrompt, PromptedViT, require_vit
+from models.visual import AppendedPrompts, PromptedViT, require_vit
 from models.zeroshot import ZeroShotCLIP
 
 
@@ -16,7 +17,7 @@ class VPTModel(PromptTuningModel):
         super().__init__(clip_model)
         self.zeroshot = ZeroShotCLIP(clip_model, classnames, template)
         self.image_encoder = PromptedViT(clip_model.visual)
-        self.visual_prompt = DeepVisualPrompt(
+        self.visual_prompt = DeepPrompt(
             self.image_encoder.n_layers,
             vpt_cfg.n_ctx,
             self.image_encoder.width,
@@ -27,6 +28,8 @@ class VPTModel(PromptTuningModel):
         return OrderedDict(visual_prompt=self.visual_prompt)
 
     def forward(self, images):
-        image_features = l2_normalize(self.image_encoder(images, self.visual_prompt))
+        image_features = l2_normalize(
+            self.image_encoder(images, AppendedPrompts(self.visual_prompt))
+        )
         logits = self.logit_scale() * image_features @ self.zeroshot.text_features.t()
         return ModelOutput(logits)

@@ -47,6 +47,9 @@ class ZeroShotClassifier(nn.Module):
     def learnable_modules(self):
         return {}
 
+    def learns_per_class(self):
+        return False
+
     def forward(self, images):
         image_features = self.branch.image_features(images).float()
         text_features = self.branch.text_features.float()

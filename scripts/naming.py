@@ -10,14 +10,14 @@ parse too (their ``<setting>`` part may be empty):
                   (the model is the few-shot run on the source dataset; targets that are
                   ImageNet's variants are read as domain generalisation, ``dg``)
 
-``<setting>`` names the trainer's prompt sizes (see ``setting``).
+``<setting>`` names the method's prompt sizes (see ``setting``).
 """
 
 import os
 import re
 from dataclasses import dataclass
 
-from scripts.spec import config_name
+from scripts.spec import config_name, method_type
 
 FEWSHOT, BASE2NEW, CROSS, DG, OTHER = "fewshot", "base2new", "cross", "dg", "other"
 DG_TARGETS = {"imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"}
@@ -42,30 +42,12 @@ def context_length(n_ctx, ctx_init):
 
 
 def setting(cfg):
-    """The ``<setting>`` folder of a run: CoOp's ``nctx<N>_csc<CSC>_ctp<POSITION>`` for the
-    text prompt, ``_vctx<N>`` added for VLP and DPT's visual prompt, ``vctx<N>`` for VPT,
-    ``nctx<N>_ctxinit<bool>`` for CoCoOp, ``zeroshot`` for zero-shot CLIP; ``_epochs<S>x``
-    added for a schedule scaled by OPTIM.EPOCH_SCALE S. ``nctx`` is the number of vectors
-    learned: the words of ``CTX_INIT`` when it is set."""
-    name = _prompt_setting(cfg)
+    """The ``<setting>`` folder of a run: what its method names it after (``run_setting`` of
+    the registered method, e.g. CoOp's ``nctx<N>_csc<CSC>_ctp<POSITION>``), with
+    ``_epochs<S>x`` added for a schedule scaled by OPTIM.EPOCH_SCALE S."""
+    name = method_type(cfg.TRAINER.NAME).run_setting(cfg)
     scale = cfg.OPTIM.EPOCH_SCALE
     return name if scale == 1 else f"{name}_epochs{scale:g}x"
-
-
-def _prompt_setting(cfg):
-    trainer = cfg.TRAINER.NAME
-    if trainer == "ZeroshotCLIP":
-        return "zeroshot"
-    if trainer == "VPT":
-        return f"vctx{cfg.TRAINER.VPT.N_CTX}"
-    if trainer == "CoCoOp":
-        c = cfg.TRAINER.COCOOP
-        return f"nctx{context_length(c.N_CTX, c.CTX_INIT)}_ctxinit{bool(c.CTX_INIT)}"
-    c = cfg.TRAINER.COOP
-    name = f"nctx{context_length(c.N_CTX, c.CTX_INIT)}_csc{c.CSC}_ctp{c.CLASS_TOKEN_POSITION}"
-    if trainer in ("VLP", "DPT"):
-        name += f"_vctx{cfg.TRAINER.VPT.N_CTX}"
-    return name
 
 
 def fewshot_dir(out, dataset, trainer, cfg_name, shots, setting_name, seed):

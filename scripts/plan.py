@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from engine.config import describe_differences, result_differences
 from engine.rundir import is_finished
 from scripts import naming
-from scripts.spec import REPO, config_name, dataset_config
+from scripts.spec import REPO, config_name, dataset_config, method_type
 
 TRAIN = os.path.join(REPO, "train.py")
-EVAL_ONLY_TRAINERS = {"ZeroshotCLIP"}  # nothing to train: every step evaluates
 ZEROSHOT_CACHE = ".zeroshot_cache"  # below the sweep's output (hidden from the parser)
 
 
@@ -141,7 +140,7 @@ class Planner:
     def flags(trainer, model_dir=None):
         """Training, or with ``model_dir`` the evaluation of that run's weights; trainers
         that learn nothing always just evaluate."""
-        if trainer in EVAL_ONLY_TRAINERS:
+        if not method_type(trainer).trains:
             return ["--eval-only"]
         return ["--eval-only", "--model-dir", model_dir] if model_dir else []
 

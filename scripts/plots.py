@@ -22,8 +22,9 @@ LEGEND_MARKER_IN, LEGEND_CHAR_IN = 0.6, 0.075
 # One colour per method in every figure (matplotlib's tab10); other trainers get one of the
 # rest, chosen from their name, so they too keep it from figure to figure.
 METHOD_COLORS = {"ZeroshotCLIP": "tab:gray", "CoOp": "tab:blue", "CoCoOp": "tab:cyan",
-                 "VPT": "tab:green", "VLP": "tab:orange", "DPT": "tab:red"}  # fmt: skip
-OTHER_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive")
+                 "VPT": "tab:green", "VLP": "tab:orange", "DPT": "tab:red", "IVLP": "tab:purple",
+                 "MaPLe": "tab:brown"}  # fmt: skip
+OTHER_COLORS = ("tab:pink", "tab:olive")
 LINE_STYLES = ("-", "--", ":", "-.")  # variants (settings, configs) of one method
 HATCHES = ("", "//", "..", "xx")
 

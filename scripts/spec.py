@@ -26,8 +26,6 @@ import yaml
 
 PROTOCOLS = ("fewshot", "base2new", "cross")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Trainers whose configs live in another trainer's folder.
-CONFIG_FOLDERS = {"ZeroshotCLIP": "CoOp"}
 
 
 @dataclass
@@ -80,8 +78,19 @@ def _config_path(name, folder):
     return os.path.join(REPO, "configs", folder, f"{name}.yaml")
 
 
+def method_type(trainer):
+    """The registered method class named ``trainer`` (imports the methods, and so torch)."""
+    import trainers  # noqa: F401  (registers the methods)
+    from engine.registry import TRAINER_REGISTRY
+
+    return TRAINER_REGISTRY.get(trainer)
+
+
 def trainer_config(trainer, name):
-    return _config_path(str(name), os.path.join("trainers", CONFIG_FOLDERS.get(trainer, trainer)))
+    """A config file of ``trainer``: a path, or a name in the folder of its method's config
+    files (``configs/trainers/<folder>/<name>.yaml``)."""
+    folder = method_type(trainer).config_folder or trainer
+    return _config_path(str(name), os.path.join("trainers", folder))
 
 
 def dataset_config(name):

@@ -19,6 +19,9 @@ from models import (
     VLPModel,
     VPTModel,
 )
+from models.ivlp import IVLPModel
+from models.maple import MaPLeModel
+from models.settings import IVLPCfg, MaPLeCfg
 from tests.clip_fixtures import make_clip
 
 # No tqdm monitor thread in the test process: a child forked (tests/forked_train.py) while it
@@ -92,20 +95,33 @@ SMALL_SETTINGS = dict(
     vpt_cfg=VisualPromptCfg(n_ctx=2),
     guidance_cfg=GuidanceCfg(epochs=2),
     cavpt_cfg=CAVPTCfg(first_block=2, top_k=3),
+    # the small CLIP has 2 text blocks and 3 image blocks
+    ivlp_cfg=IVLPCfg(n_ctx_text=3, n_ctx_vision=2, ctx_init="", depth_text=2, depth_vision=3),
+    maple_cfg=MaPLeCfg(n_ctx=2, ctx_init="a photo of a", depth=2),
 )
-MODEL_TYPES = {"coop": CoOpModel, "vpt": VPTModel, "vlp": VLPModel, "dpt": DPTModel}
+MODEL_TYPES = {
+    "coop": CoOpModel,
+    "vpt": VPTModel,
+    "vlp": VLPModel,
+    "dpt": DPTModel,
+    "ivlp": IVLPModel,
+    "maple": MaPLeModel,
+}
 SETTINGS_OF = {
     "coop": ("text_cfg",),
     "vpt": ("vpt_cfg",),
     "vlp": ("text_cfg", "vpt_cfg", "guidance_cfg"),
     "dpt": ("text_cfg", "vpt_cfg", "guidance_cfg", "cavpt_cfg"),
+    "ivlp": ("ivlp_cfg",),
+    "maple": ("maple_cfg",),
 }
+WITHOUT_TEMPLATE = ("coop", "ivlp", "maple")  # models that use no hand-crafted prompt
 
 
 @pytest.fixture(scope="session")
 def build_model(small_clip):
     """``build_model(kind, clip_model=None, classnames=CLASSNAMES, seed=0, **settings)``: a
-    CoOp/VPT/VLP/DPT model with small settings (any of them replaced by keyword) on a copy
+    model of ``MODEL_TYPES`` with small settings (any of them replaced by keyword) on a copy
     of the shared CLIP, its prompts initialised after ``torch.manual_seed(seed)``."""
 
     def build(kind, clip_model=None, classnames=CLASSNAMES, seed=0, template=TEMPLATE, **settings):
@@ -113,8 +129,8 @@ def build_model(small_clip):
         kwargs = {name: settings.pop(name, SMALL_SETTINGS[name]) for name in SETTINGS_OF[kind]}
         kwargs.update(settings)
         torch.manual_seed(seed)
-        if kind == "coop":
-            return CoOpModel(clip_model, classnames, **kwargs)
+        if kind in WITHOUT_TEMPLATE:
+            return MODEL_TYPES[kind](clip_model, classnames, **kwargs)
         return MODEL_TYPES[kind](clip_model, classnames, template, **kwargs)
 
     return build

@@ -127,17 +127,6 @@ def test_a_run_of_one_engine_evaluates_under_the_other_to_the_same_accuracy(runs
 
 @pytest.mark.slow
 @needs_dassl
-@pytest.mark.parametrize("trainer", ["CoOp", "CoCoOp", "VPT", "VLP"])
-def test_every_method_trains_under_dassl(tmp_path, trainer):
-    config = "CoOp" if trainer == "CoCoOp" else trainer  # CoCoOp has no tiny config of its own
-    argv = toy_argv(tmp_path / "data", tmp_path / "run", trainer, "dassl", config=config)
-    train.main(argv)
-    record = results(tmp_path / "run")
-    assert record["trainer"] == trainer and record["engine"] == "dassl" and record["total"] == 60
-
-
-@pytest.mark.slow
-@needs_dassl
 def test_zero_shot_clip_evaluates_under_dassl(tmp_path):
     for engine in ("dassl", "builtin"):
         out = tmp_path / f"zs_{engine}"

@@ -14,7 +14,7 @@ from engine.data import DataManager
 from tests.clip_fixtures import save_clip_checkpoint
 from tests.data_fixtures import data_cfg, make_image_folder
 from tests.run_fixtures import read_only, snapshot
-from trainers import builtin
+from trainers import adapter
 
 CLASSES = {"n001": 6, "n002": 5, "red_car": 8}
 
@@ -97,9 +97,9 @@ def test_trainers_prompt_with_the_folders_template_and_names(
 ):
     """No code: a folder, its template and class names, and train.py."""
     seen = []
-    real_template = builtin.template_for
+    real_template = adapter.template_for
     monkeypatch.setattr(
-        builtin, "template_for", lambda *args: seen.append(real_template(*args)) or seen[-1]
+        adapter, "template_for", lambda *args: seen.append(real_template(*args)) or seen[-1]
     )
     data = make_image_folder(tmp_path / "data", {"n001": 5, "n002": 5}, size=(32, 32))
     (tmp_path / "data" / "template.txt").write_text("a drawing of a {}.\n")

@@ -24,6 +24,8 @@ MODULES = {
     "vpt": ["visual_prompt"],
     "vlp": ["visual_prompt", "prompt_learner"],
     "dpt": ["visual_prompt", "cavpt", "prompt_learner"],
+    "ivlp": ["prompt_learner", "text_prompt", "visual_prompt"],
+    "maple": ["prompt_learner", "text_prompt", "coupling"],
 }
 
 

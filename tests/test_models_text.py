@@ -5,6 +5,7 @@ import warnings
 import pytest
 import torch
 
+from models.prompting import DeepPrompt
 from models.settings import SettingError, TextPromptCfg
 from models.text import (
     LearnedTextFeatures,
@@ -116,6 +117,38 @@ def test_text_features_cached_at_eval_until_ctx_changes(clip_model):
     assert second is not first and not torch.equal(second, first)
     text.train()
     assert text().requires_grad
+
+
+def test_cached_text_features_follow_deep_prompts_too(clip_model):
+    learner = learner_with(clip_model, CLASSNAMES, n_ctx=4)
+    text = LearnedTextFeatures(clip_model, learner, DeepPrompt(1, 4, 64)).eval()
+    with torch.no_grad():
+        first = text()
+        assert text() is first
+        text.deep_prompt.tokens.add_(0.1)  # the context is unchanged
+        second = text()
+    assert not torch.equal(second, first)
+
+
+def test_deep_prompts_replace_the_context_before_later_blocks(clip_model):
+    """Before block 1 the context slots hold the deep tokens, whatever block 0 made of the
+    input context; the other tokens are block 0's outputs."""
+    learner = learner_with(clip_model, CLASSNAMES, n_ctx=4, class_token_position="middle")
+    deep = torch.randn(4, 64)
+    entering = []  # the sequence entering block 1, as its first LayerNorm sees it
+    ln_1 = clip_model.transformer.resblocks[1].ln_1
+    handle = ln_1.register_forward_pre_hook(lambda module, args: entering.append(args[0]))
+    try:
+        with torch.no_grad():
+            TextEncoder(clip_model)(*learner.frozen_prompts(), 0, learner.prompts([deep]))
+    finally:
+        handle.remove()
+    x = entering[0]  # [C, S, D]
+    rows = torch.arange(len(CLASSNAMES))[:, None]
+    torch.testing.assert_close(x[rows, learner.ctx_slots], deep.expand(len(CLASSNAMES), -1, -1))
+    is_ctx = torch.zeros(x.shape[:2], dtype=torch.bool)
+    is_ctx[rows, learner.ctx_slots] = True
+    assert not torch.isclose(x[~is_ctx], torch.zeros(())).all()
 
 
 def test_text_encoder_is_causal(clip_model):

@@ -1,11 +1,12 @@
-"""Prompted ViT, deep visual prompt and CAVPT blocks on a tiny CLIP."""
+"""Prompted ViT, its prompt hooks (appended, carried) and CAVPT blocks on a tiny CLIP."""
 
 import pytest
 import torch
 from clip.model import CLIP
 
+from models.prompting import DeepPrompt
 from models.settings import CAVPTCfg
-from models.visual import CAVPT, DeepVisualPrompt, PromptedViT, require_vit
+from models.visual import CAVPT, AppendedPrompts, CarriedPrompts, PromptedViT, require_vit
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +24,18 @@ def test_without_prompts_it_is_clip(clip_model, images):
     assert (encoder.n_layers, encoder.width) == (3, 64)
     with torch.no_grad():
         torch.testing.assert_close(encoder(images), clip_model.visual(images))
-        no_tokens = DeepVisualPrompt(3, 0, 64)
-        torch.testing.assert_close(encoder(images, no_tokens), clip_model.visual(images))
+        no_tokens = DeepPrompt(3, 0, 64)
+        torch.testing.assert_close(
+            encoder(images, AppendedPrompts(no_tokens)), clip_model.visual(images)
+        )
 
 
 def test_deep_prompt_changes_features_and_gets_gradients(clip_model, images):
     encoder = PromptedViT(clip_model.visual)
-    prompt = DeepVisualPrompt(2, 4, encoder.width)  # first two of three blocks
+    prompt = DeepPrompt(2, 4, encoder.width)  # first two of three blocks
     assert prompt(2, torch.zeros(5, 2, 64)) is None
     assert prompt(1, torch.zeros(5, 2, 64)).shape == (4, 2, 64)
-    features = encoder(images, prompt)
+    features = encoder(images, AppendedPrompts(prompt))
     with torch.no_grad():
         assert not torch.allclose(features, clip_model.visual(images))
     features.sum().backward()
@@ -46,8 +49,32 @@ def test_appended_tokens_are_dropped_after_each_block(clip_model, images):
         seen.append(sequence.shape[0])
         return torch.zeros(block + 1, sequence.shape[1], sequence.shape[2])
 
-    PromptedViT(clip_model.visual)(images, record)
+    PromptedViT(clip_model.visual)(images, AppendedPrompts(record))
     assert seen == [17, 17, 17]  # CLS + 16 patches entering every block
+
+
+def test_carried_prompts_are_replaced_up_to_their_depth_and_kept_after(clip_model, images):
+    """Input tokens enter before ln_pre; block 1 gets fresh ones in their place; block 2
+    (past the depth) gets what block 1 left there."""
+    input_tokens, block_1 = torch.randn(2, 64), torch.randn(2, 64)
+    prompts = CarriedPrompts(input_tokens, [block_1])
+    entering = []  # the sequence entering each block, as its first LayerNorm sees it
+    handles = [
+        block.ln_1.register_forward_pre_hook(lambda module, args: entering.append(args[0]))
+        for block in clip_model.visual.transformer.resblocks
+    ]
+    try:
+        with torch.no_grad():
+            PromptedViT(clip_model.visual)(images, prompts)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert [x.shape[0] for x in entering] == [17 + 2] * 3  # carried through every block
+    torch.testing.assert_close(entering[1][-2:], block_1[:, None].expand(-1, 2, -1))
+    assert not torch.allclose(entering[2][-2:], block_1[:, None].expand(-1, 2, -1))
+    ln_pre = clip_model.visual.ln_pre
+    with torch.no_grad():
+        assert torch.allclose(entering[0][-2:], ln_pre(input_tokens)[:, None].expand(-1, 2, -1))
 
 
 def test_cavpt_block_shapes_and_detached_keys():

@@ -7,10 +7,11 @@ import torch
 
 import train
 from engine.config import setup_cfg
+from models.prompting import DeepPrompt
 from models.settings import TextPromptCfg
 from models.speed import PLAIN, Speed, apply_speed
 from models.text import LearnedTextFeatures, PromptLearner
-from tests.conftest import CLASSNAMES
+from tests.conftest import CLASSNAMES, MODEL_TYPES
 from tests.run_fixtures import make_workspace, train_argv
 from trainers.builtin import build_trainer
 
@@ -85,6 +86,24 @@ def test_text_features_and_gradients_match_the_plain_path(clip_model, setting, p
     assert_same(grad, plain_grad)
 
 
+@pytest.mark.parametrize("setting", ["shared_prefix", "defaults+checkpoint"])
+@pytest.mark.parametrize("position,csc", [("end", False), ("middle", False), ("front", True)])
+def test_deep_text_prompts_match_the_plain_path(clip_model, setting, position, csc):
+    """Context replaced before the second text block, wherever its slots are: in the shared
+    prefix, after it, or both (the middle position splits the context around the name)."""
+    torch.manual_seed(0)
+    learner = learner_with(clip_model, n_ctx=4, csc=csc, class_token_position=position)
+    text = LearnedTextFeatures(clip_model, learner, DeepPrompt(1, 4, 64))
+    deep = text.deep_prompt.tokens
+    features, grad = text_run(text, SETTINGS[setting])
+    deep_grad, deep.grad = deep.grad.clone(), None
+    plain_features, plain_grad = text_run(text, PLAIN)
+    assert_same(features, plain_features)
+    assert_same(grad, plain_grad)
+    assert_same(deep_grad, deep.grad)
+    assert deep.grad.abs().gt(0).all()
+
+
 def model_run(model, speed, images, labels):
     """Train-mode outputs, loss and gradients, then eval-mode logits, with ``speed``."""
     apply_speed(model, speed)
@@ -100,7 +119,7 @@ def model_run(model, speed, images, labels):
     return out, loss.detach(), grads, eval_logits
 
 
-@pytest.mark.parametrize("kind", ["coop", "vpt", "vlp", "dpt"])
+@pytest.mark.parametrize("kind", MODEL_TYPES)
 def test_models_match_the_plain_path_in_training_and_evaluation(build_model, batch, kind):
     model = build_model(kind)
     fast = model_run(model, Speed(), *batch)

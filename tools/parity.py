@@ -1,13 +1,18 @@
-"""Check our models against reference outputs of the original DPT code (a golden file).
+"""Check our models against reference outputs of their authors' code (a golden file).
 
     python tools/parity.py PATH.pt
 
 Builds our model of the golden's type and configuration on its CLIP (float32), loads its
-parameters under the original code's names, runs its inputs and compares every quantity:
-outputs, losses before and after PRETRAIN.C, CAVPT terms, gradients, eval logits. One line
-per quantity with the largest absolute difference and the largest difference relative to the
-reference's largest magnitude; exit status 0 only when every relative difference is within
-the tolerance. The last line is ``parity: OK max_rel=...`` or ``parity: FAIL ...``.
+parameters under the original code's names, runs its inputs and compares every quantity.
+Two formats (``../shared/golden/README.md``): ``dpt-golden-v1`` from the original DPT code
+(outputs, losses before and after PRETRAIN.C, CAVPT terms, gradients, eval logits) and
+``prompt-golden-v1`` from the code of IVLP, MaPLe, PromptSRC and KgCoOp (logits, features,
+loss terms, gradients, eval logits, and a few optimiser steps: learning rates, losses,
+parameters, eval logits after them). One line per quantity with the largest absolute
+difference and the largest difference relative to the reference's largest magnitude; exit
+status 0 only when every relative difference is within the tolerance. The last line is
+``parity: OK max_rel=...``, ``parity: FAIL ...``, or for a method this project does not have
+yet, ``parity: NOT IMPLEMENTED ...`` (exit status 2).
 
 The golden's ``clip_state_dict`` is the float32 CLIP the original ran (matrices already
 rounded as CLIP's ``convert_weights`` does), so the comparison needs nothing but the file.
@@ -17,7 +22,7 @@ import argparse
 import sys
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,11 +30,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from yacs.config import CfgNode  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     from clip.model import build_model  # noqa: E402
 
+import trainers  # noqa: E402, F401  (registers the methods)
+from engine.config import get_cfg_default  # noqa: E402
+from engine.optim import build_optimizer, lr_at_epoch  # noqa: E402
 from models import (  # noqa: E402
     CAVPTCfg,
     CoOpModel,
@@ -41,8 +50,10 @@ from models import (  # noqa: E402
     VPTModel,
 )
 from models.upstream import load_upstream_state_dict, ours_to_upstream  # noqa: E402
+from trainers.method import method_for  # noqa: E402
 
 FORMAT = "dpt-golden-v1"
+PROMPT_FORMAT = "prompt-golden-v1"
 TOLERANCE = 1e-4  # relative to the reference's largest magnitude
 PRETRAIN_C = 1  # epoch 0 is before PRETRAIN.C (guidance terms on), epoch 1 after
 CAVPT = "image_encoder.transformer.extractor"
@@ -130,22 +141,26 @@ def build_our_model(kind, config, clip_model, upstream_state_dict):
     raise ValueError(f"unknown model type {kind!r} (expected dpt, vlp, vpt or coop)")
 
 
-def gradients_by_upstream_name(model):
-    grads = {
-        f"{module_name}.{key}": (param.grad if param.grad is not None else torch.zeros_like(param))
-        for module_name, module in model.learnable_modules().items()
-        for key, param in module.named_parameters()
-    }
-    return ours_to_upstream(grads)
-
-
-def compare_trainable(model, reference_names):
-    """Only the learnable modules' parameters train, and they are the reference's."""
-    learnable = {
+def learnable_parameters(model):
+    """``{our name: parameter}`` of the learnable modules."""
+    return {
         f"{module_name}.{key}": param
         for module_name, module in model.learnable_modules().items()
         for key, param in module.named_parameters()
     }
+
+
+def gradients_by_upstream_name(model, to_theirs=ours_to_upstream):
+    grads = {
+        name: (param.grad if param.grad is not None else torch.zeros_like(param))
+        for name, param in learnable_parameters(model).items()
+    }
+    return to_theirs(grads)
+
+
+def compare_trainable(model, reference_names, to_theirs=ours_to_upstream):
+    """Only the learnable modules' parameters train, and they are the reference's."""
+    learnable = learnable_parameters(model)
     learnable_ids = {id(param) for param in learnable.values()}
     stray = [
         name
@@ -153,7 +168,7 @@ def compare_trainable(model, reference_names):
         if p.requires_grad and id(p) not in learnable_ids
     ]
     frozen = [name for name, param in learnable.items() if not param.requires_grad]
-    ours = set(ours_to_upstream({name: param.detach() for name, param in learnable.items()}))
+    ours = set(to_theirs({name: param.detach() for name, param in learnable.items()}))
     notes = []
     if stray:
         notes.append(f"trainable outside the learnable modules: {stray}")
@@ -246,18 +261,210 @@ def compare_golden(golden, clip_model):
     return rows
 
 
+# ---- prompt-golden-v1: IVLP, MaPLe, PromptSRC, KgCoOp ------------------------------------
+
+
+class NotImplementedMethod(Exception):
+    """The golden's method is not in this project yet."""
+
+
+@dataclass(frozen=True)
+class PromptGoldenMethod:
+    """How our model of one prompt-golden-v1 method is built and read.
+
+    trainer: the registered method whose model is built from the golden's ``TRAINER.*`` keys
+        (its authors' names and values).
+    loss_terms: golden ``loss`` key -> the name of that term in our ``compute_loss`` parts.
+    outputs: golden ``outputs`` key -> a function of our model giving that quantity (eval
+        mode, no autograd), for what the model exposes beyond its logits and features.
+    """
+
+    trainer: str
+    loss_terms: dict = field(default_factory=lambda: {"total": "loss", "ce": "ce_main"})
+    outputs: dict = field(default_factory=dict)
+
+
+def build_by_method(trainer, trainer_cfg, classnames, clip_model):
+    """Our model of the registered method ``trainer`` for the golden's ``TRAINER.*`` keys
+    (the method's own keys: its authors')."""
+    cfg = get_cfg_default()
+    for key, value in trainer_cfg.items():
+        *parents, name = key.split(".")
+        node = cfg
+        for parent in parents:
+            node = node[parent]
+        node[name] = value
+    cfg.TRAINER.NAME = trainer
+    return method_for(cfg).create_model(clip_model, classnames, template="")
+
+
+PROMPT_METHODS = {
+    "ivlp": PromptGoldenMethod("IVLP"),
+    "maple": PromptGoldenMethod(
+        "MaPLe",
+        outputs={
+            "shared_ctx": lambda model: model.image_prompt_tokens()[0],
+            "visual_deep_prompts": lambda model: model.image_prompt_tokens()[1],
+        },
+    ),
+}
+# Golden files of methods that come later: what they need beyond what is here.
+NOT_YET = {
+    "promptsrc": "PromptSRC: IVLP's prompts (models/ivlp.py) plus its agreement losses with "
+    "frozen CLIP and the Gaussian aggregation of prompts over epochs",
+    "kgcoop": "KgCoOp: CoOp's prompt plus the distance of the learned to the hand-crafted "
+    "text features",
+}
+
+
+def compare_any(name, ours, reference):
+    """A tensor, or a list of tensors compared one by one."""
+    if not isinstance(reference, (list, tuple)):
+        return [compare_tensors(name, ours, reference)]
+    if ours is None or len(ours) != len(reference):
+        count = "none" if ours is None else len(ours)
+        note = f"{count} tensors vs reference {len(reference)}"
+        return [Comparison(name, float("inf"), float("inf"), False, note)]
+    return [compare_tensors(f"{name}[{i}]", o, r) for i, (o, r) in enumerate(zip(ours, reference))]
+
+
+def compare_prompt_buffers(model, reference_state):
+    """The prompts' token ids and frozen embeddings (the authors' ``token_prefix`` and
+    ``token_suffix``): the same prompt text, context slots and CTX_INIT rule."""
+    learner = model.text.prompt_learner
+    rows = []
+    key = "prompt_learner.tokenized_prompts"
+    if key in reference_state:
+        rows.append(
+            compare_exact(f"buffers.{key}", learner.tokenized_prompts, reference_state[key])
+        )
+    for name, value in learner.upstream_buffers(model.clip.token_embedding).items():
+        key = f"prompt_learner.{name}"
+        if key in reference_state:
+            rows.append(compare_tensors(f"buffers.{key}", value, reference_state[key]))
+    return rows
+
+
+def optim_node(optim_cfg, opts):
+    """The golden's ``OPTIM.*`` values with the ``OPTIM.*`` overrides of ``opts``."""
+    node = CfgNode({key.split(".", 1)[1]: value for key, value in optim_cfg.items()})
+    for key, value in zip(opts[::2], opts[1::2]):
+        if key.startswith("OPTIM."):
+            node[key.split(".", 1)[1]] = value
+    return node
+
+
+def probes(weight, vectors):
+    weight = weight.detach().double()
+    return {"right": weight @ vectors["right"], "left": vectors["left"] @ weight}
+
+
+def compare_train_steps(model, names, golden, images, labels):
+    """The golden's optimiser steps (one batch per epoch), from its initial weights: the
+    learning rate and loss of each step, the parameters after it (large matrices through
+    their products with probe vectors), the eval logits after the last."""
+    steps = golden["train_steps"]
+    optim = optim_node(golden["config"]["optim_cfg"], steps["opts"])
+    params = learnable_parameters(model)
+    optimizer = build_optimizer(list(params.values()), optim)
+    omitted = set(steps.get("omitted_from_snapshots", ()))
+    rows = []
+    for epoch, reference_lr in enumerate(steps["lr"]):
+        lr = lr_at_epoch(optim, optim.LR, epoch)
+        rows.append(compare_tensors(f"train_steps[{epoch}].lr", lr, reference_lr))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = model.compute_loss(model(images), labels, epoch)
+        loss.backward()
+        optimizer.step()
+        rows.append(compare_tensors(f"train_steps[{epoch}].loss", loss, steps["loss"][epoch]))
+        theirs = names.to_theirs({name: param.detach() for name, param in params.items()})
+        for snapshot in ("params_after_update", "params_after"):
+            for name, reference in steps[snapshot][epoch].items():
+                row = f"train_steps[{epoch}].{snapshot}.{name}"
+                rows.append(compare_tensors(row, theirs.get(name), reference))
+        for name, reference in (steps.get("probes_after") or [{}] * len(steps["lr"]))[
+            epoch
+        ].items():
+            ours = probes(theirs[name], steps["probe_vectors"]) if name in omitted else {}
+            for side, value in reference.items():
+                row = f"train_steps[{epoch}].probes_after.{name}.{side}"
+                rows.append(compare_tensors(row, ours.get(side), value))
+    n_steps = len(steps["lr"])
+    lr_after = lr_at_epoch(optim, optim.LR, n_steps)
+    rows.append(compare_tensors("train_steps.lr_after", lr_after, steps["lr_after"]))
+    model.eval()
+    with torch.no_grad():
+        eval_logits = model(images).logits
+    rows.append(
+        compare_tensors("train_steps.eval_logits_after", eval_logits, steps["eval_logits_after"])
+    )
+    return rows
+
+
+def compare_prompt_golden(golden, clip_model):
+    """All comparisons of our model on ``clip_model`` with a prompt-golden-v1 file."""
+    kind = golden["model"]
+    if kind in NOT_YET:
+        raise NotImplementedMethod(f"{kind} is not implemented yet ({NOT_YET[kind]})")
+    if kind not in PROMPT_METHODS:
+        raise ValueError(f"unknown model type {kind!r} (expected one of {sorted(PROMPT_METHODS)})")
+    method = PROMPT_METHODS[kind]
+    config = golden["config"]
+    torch.manual_seed(0)
+    model = build_by_method(method.trainer, config["trainer_cfg"], config["classnames"], clip_model)
+    names = model.upstream_names()
+    names.load_into(model, golden["upstream_state_dict"])
+    images, labels = golden["inputs"]["images"], golden["inputs"]["labels"]
+
+    rows = compare_prompt_buffers(model, golden["upstream_state_dict"])
+    rows.append(compare_trainable(model, golden["trainable"], names.to_theirs))
+    model.train()
+    model.zero_grad(set_to_none=True)
+    out = model(images)
+    loss, parts = model.compute_loss(out, labels, epoch=0)
+    loss.backward()
+    rows.append(compare_tensors("outputs.logits", out.logits, golden["outputs"]["logits"]))
+    for theirs, ours in method.loss_terms.items():
+        rows.append(compare_tensors(f"loss.{theirs}", parts.get(ours), golden["loss"][theirs]))
+    rows += compare_gradients(
+        "total", gradients_by_upstream_name(model, names.to_theirs), golden["grads"]
+    )
+
+    model.eval()
+    with torch.no_grad():
+        rows.append(
+            compare_tensors("eval.logits", model(images).logits, golden["outputs"]["eval_logits"])
+        )
+        image_features, text_features = model.encode(images)
+        for name, ours in (("image_features", image_features), ("text_features", text_features)):
+            rows.append(compare_tensors(f"eval.{name}", ours, golden["outputs"][name]))
+        for name, output in method.outputs.items():
+            rows += compare_any(f"outputs.{name}", output(model), golden["outputs"][name])
+    if golden.get("train_steps"):
+        rows += compare_train_steps(model, names, golden, images, labels)
+    return rows
+
+
 def run_parity(path):
     """Comparisons of our model with one golden file."""
     golden = torch.load(path, map_location="cpu", weights_only=False)
-    if golden.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {golden.get('format')!r}, expected {FORMAT!r}")
+    if golden.get("format") not in (FORMAT, PROMPT_FORMAT):
+        raise ValueError(
+            f"{path}: format {golden.get('format')!r}, expected {FORMAT!r} or {PROMPT_FORMAT!r}"
+        )
     half = [k for k, v in golden["clip_state_dict"].items() if v.dtype == torch.float16]
     if half:
         raise ValueError(
             f"{path}: clip_state_dict holds float16 tensors ({half[0]}, ...): an older golden "
             "that rounded the CLIP the original ran; regenerate it with the float32 weights"
         )
-    return compare_golden(golden, build_clip(golden["clip_state_dict"]))
+    clip_model = build_clip(golden["clip_state_dict"])
+    if golden["format"] == PROMPT_FORMAT:
+        return compare_prompt_golden(golden, clip_model)
+    return compare_golden(golden, clip_model)
 
 
 def max_row(rows):
@@ -266,7 +473,7 @@ def max_row(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("path", help="golden .pt file (format dpt-golden-v1)")
+    parser.add_argument("path", help="golden .pt file (dpt-golden-v1 or prompt-golden-v1)")
     parser.add_argument(
         "--threads",
         type=int,
@@ -277,6 +484,9 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     try:
         rows = run_parity(args.path)
+    except NotImplementedMethod as err:
+        print(f"parity: NOT IMPLEMENTED {err}")
+        return 2
     except Exception as err:  # report any failure on the last line, as promised
         traceback.print_exc()
         print(f"parity: FAIL error: {type(err).__name__}: {err}")

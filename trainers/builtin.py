@@ -9,18 +9,15 @@ from engine.data import DataManager
 from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
 from engine.rundir import UNTRAINED
 from engine.trainer import Trainer, check_final_model, evaluation_header
-from models.clip_loader import cast_clip
-from trainers.evaluated_run import check_classes
-from trainers.method import (
-    build_clip,
-    context_notes,
-    load_module_state,
-    method_for,
-    step_summary,
-    template_for,
-    zeroshot_baseline,
+from trainers.adapter import (
+    Batch,
+    TrainingStep,
+    announce_precision,
+    build_model,
+    load_trained_run,
+    train_with_baseline,
 )
-from trainers.original_checkpoints import read_trained_states
+from trainers.method import build_clip, context_notes, load_module_state, method_for
 from trainers.zeroshot_cache import evaluate_once
 
 
@@ -79,19 +76,15 @@ class ClipTrainer(Trainer):
 
     def build(self):
         cfg = self.cfg
-        prec = cfg.TRAINER.COOP.PREC
-        print(f"Precision: {self.precision} (TRAINER.COOP.PREC {prec} on {self.device.type})")
-        if self.device.type == "cpu" and self.precision == "fp16":
-            print("Warning: fp16 on the CPU is slow; bf16 or fp32 is faster there.")
-        clip_model = cast_clip(build_clip(cfg), self.mixed_precision.weight_dtype)
+        announce_precision(self.method, self.precision, self.device)
+        clip_model = build_clip(cfg)
         self.dm = DataManager(cfg) if self._given_data is None else self._given_data
-        self.classnames = self.dm.classnames
-        self.template = template_for(self.dm.dataset, cfg)
-        print("Building the model")
-        self.model = self.method.build_model(clip_model, self.classnames, self.template)
-        self.model.to(self.device)
+        dtype = self.mixed_precision.weight_dtype
+        built = build_model(self.method, clip_model, self.dm.dataset, dtype, self.device)
+        self.model, self.classnames, self.template = built.model, built.classnames, built.template
         for name, module in self.model.learnable_modules().items():
             self.register_module(name, module, self.method.optim_cfg(name))
+        self.zeroshot_baseline = built.baseline
         self.train_model = self.model  # what training steps run: the DDP wrapper if distributed
         if distributed.is_distributed() and self.learns:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -105,11 +98,6 @@ class ClipTrainer(Trainer):
                 broadcast_buffers=False,
                 find_unused_parameters=empty,
             )
-        self.zeroshot_baseline = None
-        if cfg.TEST.ZEROSHOT_BASELINE and self.learns:
-            self.zeroshot_baseline = zeroshot_baseline(
-                self.method, clip_model, self.classnames, self.template
-            ).to(self.device)
         n_learn = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         print(f"Learnable parameters: {n_learn:,} in {list(self._modules)}")
 
@@ -150,40 +138,50 @@ class ClipTrainer(Trainer):
         return self.evaluate_zeroshot(self.model_inference, templates, what, write_results)
 
     def train(self):
-        if self.zeroshot_baseline is None:
-            return super().train()
-        baseline = self.evaluate_zeroshot(
-            lambda images: self.zeroshot_baseline(images).logits,
-            [self.template],
-            what="zero-shot CLIP",
-        )
-        self.extra_results["zeroshot_accuracy"] = baseline["accuracy"]
-        results = super().train()
-        if results is not None:
-            print(
-                f"Zero-shot CLIP: {baseline['accuracy']:.1f}% -> {self.cfg.TRAINER.NAME}: "
-                f"{results['accuracy']:.1f}% on the {self.cfg.TEST.SPLIT} split"
+        baseline = self.zeroshot_baseline
+
+        def evaluate_baseline():
+            if baseline is None:
+                return None
+            results = self.evaluate_zeroshot(
+                lambda images: baseline(images).logits, [self.template], what="zero-shot CLIP"
             )
-        return results
+            return results["accuracy"]
+
+        return train_with_baseline(
+            self.cfg,
+            evaluate_baseline,
+            super().train,
+            lambda results: None if results is None else results["accuracy"],
+            self.extra_results,
+        )
+
+    def run_epoch(self):
+        super().run_epoch()
+        self.method.after_epoch(self.model, self.epoch)
 
     def load_model(self, directory, epoch=None, best=False):
-        """Also reads run directories of the original DPT code (detected by their folders)."""
+        """Also reads run directories of the method's authors' code."""
         if not directory:
             if self.learns:
                 print("Note: no --model-dir given; evaluating the untrained initialisation")
                 self.extra_results[UNTRAINED] = True
             return
-        check_classes(self.model, directory, self.classnames)
-        self.load_states(read_trained_states(directory, self._modules, epoch, best))
+        self.load_states(load_trained_run(self.method, self.model, self._modules, directory,
+                                          self.classnames, epoch, best))  # fmt: skip
 
     def forward_backward(self, batch):
         images = batch["img"].to(self.device, non_blocking=True)
         labels = batch["label"].to(self.device, non_blocking=True)
-        with self.autocast():
-            output = self.train_model(images)
-            loss, parts = self.model.compute_loss(output, labels, self.epoch)
-        self.backward_and_step(loss)
-        return step_summary(loss, parts, output.logits, labels)
+        step = TrainingStep(
+            self.train_model,
+            self.model,
+            Batch(images, labels, self.epoch, self.batch_idx),
+            self.mixed_precision,
+            self._optims,
+            self.method.precision_setting()[0],
+        )
+        return self.method.training_step(step)
 
     def model_inference(self, images):
         return self.model(images).logits

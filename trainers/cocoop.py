@@ -4,6 +4,7 @@ from engine.config import extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.cocoop import CoCoOpModel
 from models.settings import CoCoOpCfg
+from scripts.naming import context_length
 from trainers.method import Method
 from trainers.settings import ConfigKeys
 
@@ -25,12 +26,15 @@ def cocoop_cfg(cfg):
 @TRAINER_REGISTRY.register()
 class CoCoOp(Method):
     config_keys = (COCOOP_KEYS,)
+    precision_key = "TRAINER.COCOOP.PREC"
+
+    @classmethod
+    def run_setting(cls, cfg):
+        c = cfg.TRAINER.COCOOP
+        return f"nctx{context_length(c.N_CTX, c.CTX_INIT)}_ctxinit{bool(c.CTX_INIT)}"
 
     def read_settings(self, cfg):
         self.cocoop_cfg = COCOOP_KEYS.read(cfg)
-
-    def precision(self, device):
-        return self.cfg.TRAINER.COCOOP.PREC or super().precision(device)
 
     def create_model(self, clip_model, classnames, template):
         return CoCoOpModel(clip_model, classnames, cocoop_cfg=self.cocoop_cfg)

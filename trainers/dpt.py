@@ -82,6 +82,11 @@ class DPT(Method):
     config_keys = (TEXT_PROMPT_KEYS, VISUAL_PROMPT_KEYS, GUIDANCE_KEYS, CAVPT_KEYS)
     training_only_keys = ("PRETRAIN.C", "TRAINER.ALPHA")
 
+    @classmethod
+    def run_setting(cls, cfg):
+        """CoOp's name for the text prompt, ``_vctx<N>`` for the visual one (VLP too)."""
+        return f"{super().run_setting(cfg)}_vctx{cfg.TRAINER.VPT.N_CTX}"
+
     @property
     def epoch_keys(self):
         visual = "TRAINER.DPT.VISUAL_WARMUP_EPOCH"

@@ -51,8 +51,7 @@ def _backbone(name):
 def check_classes(model, model_dir, classnames):
     """A context learned per class (TRAINER.COOP.CSC True) applies to the classes it was
     trained on only: other classes, whatever their number, are an error."""
-    learner = model.learnable_modules().get("prompt_learner")
-    if not getattr(learner, "csc", False):
+    if not model.learns_per_class():
         return
     path = os.path.join(model_dir, CLASSES_FILE)
     if not os.path.isfile(path):

@@ -3,12 +3,19 @@
 A ``Method`` holds what makes CoOp, VPT, VLP or DPT what it is: its settings (read from the
 config and checked before anything loads), its model, the optimiser settings of each
 learnable module, and how a saved state is fitted to this run. Two engines drive the same
-methods: the builtin loop (``trainers/builtin.py``) and Dassl's (``trainers/dassl_engine.py``).
+methods through one adapter (trainers/adapter.py): the builtin loop (``trainers/builtin.py``)
+and Dassl's (``dassl_engine/trainer.py``).
 """
 
 from yacs.config import CfgNode as CN
 
-from engine.config import config_differences, declare_result_neutral, extend_cfg, schedule_notes
+from engine.config import (
+    config_differences,
+    declare_result_neutral,
+    extend_cfg,
+    get_value,
+    schedule_notes,
+)
 from engine.randomness import initialisation
 from engine.registry import TRAINER_REGISTRY
 from models.clip_loader import input_resolution, load_clip
@@ -17,6 +24,7 @@ from models.speed import Speed, apply_speed
 from models.templates import dataset_template
 from models.zeroshot import ZeroShotClassifier
 from scripts.naming import context_length
+from trainers.original_checkpoints import read_trained_states
 from trainers.settings import ConfigKeys, named_keys
 
 # TRAINER.COOP is not CoOp's alone: the original DPT code reads its text-prompt keys and its
@@ -36,7 +44,7 @@ def method_cfg(cfg):
     # fp16 | fp32 | bf16 | amp | amp_bf16 | auto, for every CLIP trainer (engine/precision.py).
     # auto: bfloat16 autocast on GPUs that have it, float16 autocast + grad scaler on other
     # GPUs, float32 on the CPU. fp16 is what CoOp and the original DPT code run.
-    cfg.TRAINER.COOP.PREC = "auto"
+    cfg.TRAINER.COOP.PREC = "auto"  # SHARED_PRECISION_KEY
     # Exact speed-ups (see models/speed.py); all off computes what the original code computes.
     cfg.TRAINER.SPEED = CN()
     cfg.TRAINER.SPEED.SDPA = True  # attention through F.scaled_dot_product_attention
@@ -52,6 +60,8 @@ def method_cfg(cfg):
     # run's baseline in its own run directory, for its resume (trainers/zeroshot_cache.py).
     cfg.TEST.ZEROSHOT_CACHE = ""
 
+
+SHARED_PRECISION_KEY = "TRAINER.COOP.PREC"
 
 # Exact speed-ups compute what the plain path computes; the baseline and its cache change
 # nothing that is trained.
@@ -112,11 +122,16 @@ def zeroshot_baseline(method, clip_model, classnames, template):
 
 
 class Method:
-    """One prompt-tuning method for one run's config.
+    """One prompt-tuning method for one run's config: what both engines drive
+    (trainers/adapter.py), knowing neither.
 
-    Subclasses read their settings in ``read_settings`` (listing the ``ConfigKeys`` they use
-    in ``config_keys``, so that a bad value names its key) and build their model in
-    ``create_model``. Registered by name with ``@TRAINER_REGISTRY.register()``.
+    A method owns its settings: ``config_keys`` (the ``ConfigKeys`` it reads in
+    ``read_settings``, so that a bad value names its key), its precision key, the keys its run
+    directory is named after (``run_setting``), its model (``create_model``, whose
+    ``learnable_modules`` name the modules saved in a run directory), its training step
+    (``training_step``, ``loss``, ``after_epoch``) and how a trained run loads
+    (``read_trained_run``, ``adapt_loaded_state``). Registered by name with
+    ``@TRAINER_REGISTRY.register()``; docs/adding_a_method.md walks through one.
     """
 
     config_keys = ()
@@ -124,6 +139,16 @@ class Method:
     epoch_keys = ("OPTIM.WARMUP_EPOCH",)
     # Keys of ``config_keys`` that only the training loss reads (not the model).
     training_only_keys = ()
+    # The key of the precision mode (engine/precision.py); a method with a key of its own
+    # (its authors', e.g. TRAINER.MAPLE.PREC) lets "" there mean TRAINER.COOP.PREC.
+    precision_key = SHARED_PRECISION_KEY
+    # Whether a run trains (False: every run evaluates, as zero-shot CLIP's).
+    trains = True
+    # Whether CTX_INIT's words set the number of context vectors, as in CoOp (IVLP and MaPLe
+    # learn the first N_CTX tokens of the phrase instead).
+    context_from_words = True
+    # The folder of its config files below configs/trainers/ (None: the method's name).
+    config_folder = None
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -138,6 +163,16 @@ class Method:
     def read_settings(self, cfg):
         """Hook: read (and so validate) the method's settings from ``cfg``."""
 
+    @classmethod
+    def run_setting(cls, cfg):
+        """The ``<setting>`` folder of this method's run directories (scripts/naming.py): the
+        values of the settings that tell two of its runs apart. CoOp's
+        ``nctx<N>_csc<CSC>_ctp<POSITION>`` (N: the vectors learned, the words of CTX_INIT
+        when it is set) unless the method names its own."""
+        c = cfg.TRAINER.COOP
+        n_ctx = context_length(c.N_CTX, c.CTX_INIT)
+        return f"nctx{n_ctx}_csc{c.CSC}_ctp{c.CLASS_TOKEN_POSITION}"
+
     def model_keys(self):
         """The config keys that define the model (an evaluation must use the run's)."""
         keys = [key for keys in self.config_keys for key in keys.keys.values()]
@@ -147,9 +182,16 @@ class Method:
         """Notes before training, e.g. a warm-up that lasts the whole run."""
         return schedule_notes(self.cfg, self.epoch_keys)
 
+    def precision_setting(self):
+        """(key, value): the precision mode asked for and the key that asked for it."""
+        value = get_value(self.cfg, self.precision_key)
+        if value == "" and self.precision_key != SHARED_PRECISION_KEY:
+            return SHARED_PRECISION_KEY, get_value(self.cfg, SHARED_PRECISION_KEY)
+        return self.precision_key, value
+
     def precision(self, device):
         """The ``engine.precision`` mode to run in on ``device``."""
-        return self.cfg.TRAINER.COOP.PREC
+        return self.precision_setting()[1]
 
     def build_model(self, clip_model, classnames, template):
         """The model, its random initial values drawn from the run's ``init`` stream
@@ -168,6 +210,33 @@ class Method:
     def optim_cfg(self, module_name):
         """The OPTIM node for one learnable module (methods may give modules their own)."""
         return self.cfg.OPTIM
+
+    # ---- training --------------------------------------------------------------------------
+    def training_step(self, step):
+        """One training step on ``step`` (``trainers.adapter.TrainingStep``, the same under
+        both engines): forward, loss, backward, every optimiser's step. Returns the log
+        entries. A method that steps otherwise (e.g. combines the gradients of two losses)
+        overrides it with ``step.zero_grad``, ``step.backward``, ``step.step``."""
+        with step.autocast():
+            output = step.model(step.images)
+            loss, parts = self.loss(step.module, output, step.labels, step.epoch)
+        step.backward_and_step(loss)
+        return step_summary(loss, parts, output.logits, step.labels)
+
+    def loss(self, model, output, labels, epoch):
+        """The training loss (a tensor) and a dict of floats for the log."""
+        return model.compute_loss(output, labels, epoch)
+
+    def after_epoch(self, model, epoch):
+        """Hook: at the end of each training epoch (0-based ``epoch``), after the schedules
+        stepped and before the checkpoint is written (e.g. averaging prompts over epochs)."""
+
+    # ---- trained runs ----------------------------------------------------------------------
+    def read_trained_run(self, directory, modules, epoch=None, best=False):
+        """``{module name: SavedModule}`` for ``modules`` from a run directory: this
+        project's or Dassl's layout, or the original DPT code's (which also ships CoOp, VPT
+        and VLP). A method whose authors save otherwise reads their layout here."""
+        return read_trained_states(directory, modules, epoch, best)
 
     def adapt_loaded_state(self, name, module, state_dict):
         """Hook: fit a loaded state dict to this run's ``module`` (e.g. drop class-specific
@@ -237,8 +306,11 @@ def context_notes(cfg):
     ``N_CTX`` says (one vector per word; ``N_CTX`` is then not used)."""
     if cfg.TRAINER.NAME not in TRAINER_REGISTRY.names():
         return []  # a trainer of Dassl's, or none given
+    method_type = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    if not method_type.context_from_words:
+        return []
     notes = []
-    for keys in TRAINER_REGISTRY.get(cfg.TRAINER.NAME).config_keys:
+    for keys in method_type.config_keys:
         if not {"n_ctx", "ctx_init"} <= set(keys.keys):
             continue
         settings = keys.read(cfg)

@@ -20,6 +20,10 @@ def vpt_cfg(cfg):
 class VPT(Method):
     config_keys = (VISUAL_PROMPT_KEYS,)
 
+    @classmethod
+    def run_setting(cls, cfg):
+        return f"vctx{cfg.TRAINER.VPT.N_CTX}"
+
     def read_settings(self, cfg):
         self.vpt_cfg = VISUAL_PROMPT_KEYS.read(cfg)
 

@@ -18,6 +18,13 @@ def zsclip_cfg(cfg):
 
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP(Method):
+    trains = False
+    config_folder = "CoOp"  # CoOp's config files set the data and backbone it evaluates
+
+    @classmethod
+    def run_setting(cls, cfg):
+        return "zeroshot"
+
     def precision(self, device):
         # Nothing is trained; fp16 only pays off on a GPU.
         return super().precision(device) if device.type == "cuda" else "fp32"
