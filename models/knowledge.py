@@ -137,15 +137,23 @@ class KnowledgeRegularizer(nn.Module):
         return features.float()
 
 
-def projected_backward(parameters, loss, guide, strength):
+def _backward(loss, retain_graph=False):
+    loss.backward(retain_graph=retain_graph)
+
+
+def projected_backward(parameters, loss, guide, strength, backward=_backward):
     """ProGrad's backward: gradients of ``loss`` in ``.grad`` (which must be zero or None),
     where a parameter's gradient points against that of ``guide`` (negative cosine) it loses
     ``strength`` times its component along it. Per parameter tensor, as in ProGrad's
-    ``prograd_backward_and_update``. Scaling both losses by one factor (a grad scaler)
-    scales the result by it."""
+    ``prograd_backward_and_update``. ``backward(loss, retain_graph)`` runs the backward
+    passes (e.g. through a grad scaler: scaling both losses by one factor scales the result
+    by it)."""
     params = [p for p in parameters if p.requires_grad]
-    guide_grads = torch.autograd.grad(guide, params, retain_graph=True, allow_unused=True)
-    loss.backward()
+    backward(guide, retain_graph=True)
+    guide_grads = [None if p.grad is None else p.grad.clone() for p in params]
+    for param in params:
+        param.grad = None
+    backward(loss)
     for param, guide_grad in zip(params, guide_grads):
         if param.grad is None or guide_grad is None:
             continue

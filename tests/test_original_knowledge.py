@@ -233,7 +233,7 @@ def compare_prograd(name, case, original, clip_model):
 
 
 def compare_promptsrc(name, case, original, clip_model):
-    model = parity.build_promptsrc(golden_config(case), clip_model)
+    model = parity.build_by_method("PromptSRC", golden_config(case), clip_model)
     names = model.upstream_names()
     assert sorted(names.theirs) == sorted(original["trainable"])
     names.load_into(model, original["initial"])

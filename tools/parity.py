@@ -49,11 +49,10 @@ from models import (  # noqa: E402
     VLPModel,
     VPTModel,
 )
-from models.ivlp import IVLPModel  # noqa: E402
 from models.knowledge import GaussianAggregation, KnowledgeRegularizer  # noqa: E402
 from models.name_map import NameEntry, NameMap  # noqa: E402
 from models.settings import IVLPCfg, RegularizerCfg  # noqa: E402
-from models.templates import IMAGENET_TEMPLATES, KGCOOP_CTX_INIT, KGCOOP_TEMPLATES  # noqa: E402
+from models.templates import KGCOOP_CTX_INIT, KGCOOP_TEMPLATES  # noqa: E402
 from models.upstream import load_upstream_state_dict, ours_to_upstream  # noqa: E402
 from trainers.method import method_for  # noqa: E402
 
@@ -312,8 +311,9 @@ def ivlp_settings(c):
 
 
 def build_by_method(trainer, config, clip_model):
-    """Our model of the registered method ``trainer`` for the golden's ``config``: its
-    ``TRAINER.*`` keys (the method's own keys: its authors'), dataset and template."""
+    """Our model of the registered method ``trainer`` as it builds it (regularisers on) for
+    the golden's ``config``: its ``TRAINER.*`` keys (the method's own keys: its authors'),
+    dataset and template."""
     cfg = get_cfg_default()
     for key, value in config["trainer_cfg"].items():
         *parents, name = key.split(".")
@@ -324,30 +324,12 @@ def build_by_method(trainer, config, clip_model):
     cfg.TRAINER.NAME = trainer
     cfg.DATASET.NAME = config.get("dataset_name", "")
     template = config.get("template") or ""
-    return method_for(cfg).create_model(clip_model, config["classnames"], template=template)
+    return method_for(cfg).build_model(clip_model, config["classnames"], template)
 
 
 def by_method(trainer):
     """``build`` for a method registered as ``trainer``."""
     return lambda config, clip_model: build_by_method(trainer, config, clip_model)
-
-
-def build_promptsrc(config, clip_model):
-    """PromptSRC: IVLP with the agreement losses (logits weight 1, as its code has it),
-    anchored on the 60 ImageNet templates."""
-    c = trainer_keys(config)
-    model = IVLPModel(clip_model, config["classnames"], ivlp_cfg=ivlp_settings(c))
-    settings = RegularizerCfg(
-        text_agreement=c["TEXT_LOSS_WEIGHT"],
-        image_agreement=c["IMAGE_LOSS_WEIGHT"],
-        logits_agreement=1.0,
-        gpa_mean=c["GPA_MEAN"],
-        gpa_std=c["GPA_STD"],
-    )
-    regularizer = KnowledgeRegularizer(
-        clip_model, config["classnames"], IMAGENET_TEMPLATES, settings
-    )
-    return regularizer.attach(model)
 
 
 def build_kgcoop(config, clip_model):
@@ -385,7 +367,7 @@ PROMPT_METHODS = {
         },
     ),
     "promptsrc": PromptGoldenMethod(
-        build_promptsrc,
+        by_method("PromptSRC"),
         loss_terms={
             "total": "loss",
             "ce": "ce_main",

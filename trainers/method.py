@@ -24,6 +24,13 @@ from models.speed import Speed, apply_speed
 from models.templates import dataset_template
 from models.zeroshot import ZeroShotClassifier
 from scripts.naming import context_length
+from trainers.knowledge import (
+    REGULARIZER_KEYS,
+    aggregation,
+    anchor_templates,
+    projected_step,
+)
+from trainers.knowledge import attach as attach_regularizer
 from trainers.original_checkpoints import read_trained_states
 from trainers.settings import ConfigKeys, named_keys
 
@@ -153,8 +160,10 @@ class Method:
     def __init__(self, cfg):
         self.cfg = cfg
         self.speed = speed_from_cfg(cfg)
-        with named_keys(*self.config_keys):
+        with named_keys(REGULARIZER_KEYS, *self.config_keys):
             self.read_settings(cfg)
+            self.regularizer_cfg = self.regularizer_settings(cfg)
+        self.aggregation = None
 
     @property
     def name(self):
@@ -195,10 +204,24 @@ class Method:
 
     def build_model(self, clip_model, classnames, template):
         """The model, its random initial values drawn from the run's ``init`` stream
-        (engine/randomness.py), the same under both engines."""
+        (engine/randomness.py), the same under both engines, with the regularisers asked for
+        (``regularizer_settings``)."""
         with named_keys(*self.config_keys), initialisation(self.cfg):
             model = self.create_model(clip_model, classnames, template)
+        templates = self.regularizer_templates(template)
+        model = attach_regularizer(model, self.regularizer_cfg, clip_model, classnames, templates)
+        self.aggregation = aggregation(self.regularizer_cfg, self.cfg.OPTIM.MAX_EPOCH)
         return apply_speed(model, self.speed)
+
+    def regularizer_settings(self, cfg):
+        """The knowledge-preserving regularisers to train with (trainers/knowledge.py):
+        TRAINER.REGULARIZER, unless the method reads them from keys of its own."""
+        return REGULARIZER_KEYS.read(cfg)
+
+    def regularizer_templates(self, template):
+        """The hand-crafted templates the regularisers compare with, for a dataset whose
+        template is ``template``."""
+        return anchor_templates(self.cfg, template)
 
     def create_model(self, clip_model, classnames, template):
         raise NotImplementedError
@@ -220,7 +243,10 @@ class Method:
         with step.autocast():
             output = step.model(step.images)
             loss, parts = self.loss(step.module, output, step.labels, step.epoch)
-        step.backward_and_step(loss)
+        if self.regularizer_cfg.projection:
+            projected_step(step, output, loss, self.regularizer_cfg.projection)
+        else:
+            step.backward_and_step(loss)
         return step_summary(loss, parts, output.logits, step.labels)
 
     def loss(self, model, output, labels, epoch):
@@ -229,7 +255,10 @@ class Method:
 
     def after_epoch(self, model, epoch):
         """Hook: at the end of each training epoch (0-based ``epoch``), after the schedules
-        stepped and before the checkpoint is written (e.g. averaging prompts over epochs)."""
+        stepped and before the checkpoint is written (e.g. averaging prompts over epochs):
+        PromptSRC's aggregation when it is on."""
+        if self.aggregation is not None:
+            self.aggregation.after_epoch(epoch, model.learnable_state_dict())
 
     # ---- trained runs ----------------------------------------------------------------------
     def read_trained_run(self, directory, modules, epoch=None, best=False):
