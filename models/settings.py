@@ -43,6 +43,14 @@ class TextPromptCfg:
     class_token_position: str = "end"
 
     def __post_init__(self):
+        if not isinstance(self.ctx_init, str):
+            raise SettingError(
+                type(self),
+                "ctx_init",
+                "must be the words to initialise the context from ('' for a random one), got "
+                f"{self.ctx_init!r} (a boolean is KgCoOp's and ProGrad's: --trainer KgCoOp or "
+                "ProGrad)",
+            )
         if not self.ctx_init:
             check_at_least(self, "n_ctx", 1, "context tokens")
         if self.class_token_position not in CLASS_TOKEN_POSITIONS:

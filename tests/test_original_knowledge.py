@@ -5,8 +5,9 @@ ProGrad.public`` and its ``Dassl.ProGrad.pytorch``, github BeierZhu/Prompt-align
 PromptSRC (``PromptSRC``, github muzairkhattak/PromptSRC bb95c77).
 
 Their side runs in a process of its own (``tests/knowledge_runner.py``, which lists what it
-changes from outside); ours is the method's base model with the regulariser as an option,
-started from their initial prompt values. Compared: logits, each loss term, gradients (ProGrad:
+changes from outside); ours is the registered method (``--trainer KgCoOp``, ``ProGrad``,
+``PromptSRC``: its base model with the regularisers as options), started from their initial
+prompt values. Compared: logits, each loss term, gradients (ProGrad:
 of each loss, and the projected ones its ``prograd_backward_and_update`` leaves), and for
 PromptSRC a whole schedule of its trainer (one batch per epoch) with the Gaussian prompt
 aggregation: learning rates, losses, the aggregated prompts and the eval logits after it. The
@@ -27,11 +28,8 @@ from clip.model import CLIP
 from yacs.config import CfgNode
 
 from engine.optim import build_optimizer, lr_at_epoch
-from models.coop import CoOpModel, template_context
-from models.knowledge import GaussianAggregation, KnowledgeRegularizer, projected_backward
+from models.knowledge import GaussianAggregation, projected_backward
 from models.name_map import NameEntry, NameMap
-from models.settings import RegularizerCfg, TextPromptCfg
-from models.templates import PROGRAD_TEMPLATES
 from tests.test_parity import parity
 
 pytestmark = pytest.mark.slow
@@ -165,7 +163,7 @@ def golden_config(case):
 
 
 def compare_kgcoop(name, case, original, clip_model):
-    model = parity.build_kgcoop(golden_config(case), clip_model)
+    model = parity.build_by_method("KgCoOp", golden_config(case), clip_model)
     CTX.load_into(model, original["initial"])
     model.train()
     out = model(case["images"])
@@ -188,21 +186,8 @@ def compare_kgcoop(name, case, original, clip_model):
     }, name)  # fmt: skip
 
 
-def build_prograd(case, clip_model):
-    """ProGrad: CoOp (its CTX_INIT a boolean: the context from its dataset template) with the
-    gradient projection against distilling zero-shot CLIP on that template."""
-    keys = {key.split(".")[-1]: value for key, value in case["keys"].items()}
-    template = PROGRAD_TEMPLATES[case["dataset_name"]]
-    text_cfg = TextPromptCfg(n_ctx=keys["N_CTX"], csc=keys["CSC"])
-    context = template_context(clip_model, keys["N_CTX"], template) if keys["CTX_INIT"] else None
-    model = CoOpModel(clip_model, case["classnames"], text_cfg=text_cfg, context=context)
-    settings = RegularizerCfg(projection=keys["LAMBDA"], temperature=keys["T"])
-    regularizer = KnowledgeRegularizer(clip_model, case["classnames"], [template], settings)
-    return regularizer.attach(model)
-
-
 def compare_prograd(name, case, original, clip_model):
-    model = build_prograd(case, clip_model)
+    model = parity.build_by_method("ProGrad", golden_config(case), clip_model)
     CTX.load_into(model, original["initial"])
     ctx = model.text.prompt_learner.ctx
     model.train()

@@ -49,10 +49,9 @@ from models import (  # noqa: E402
     VLPModel,
     VPTModel,
 )
-from models.knowledge import GaussianAggregation, KnowledgeRegularizer  # noqa: E402
+from models.knowledge import GaussianAggregation  # noqa: E402
 from models.name_map import NameEntry, NameMap  # noqa: E402
-from models.settings import IVLPCfg, RegularizerCfg  # noqa: E402
-from models.templates import KGCOOP_CTX_INIT, KGCOOP_TEMPLATES  # noqa: E402
+from models.settings import IVLPCfg  # noqa: E402
 from models.upstream import load_upstream_state_dict, ours_to_upstream  # noqa: E402
 from trainers.method import method_for  # noqa: E402
 
@@ -332,21 +331,6 @@ def by_method(trainer):
     return lambda config, clip_model: build_by_method(trainer, config, clip_model)
 
 
-def build_kgcoop(config, clip_model):
-    """KgCoOp: CoOp (CTX_INIT a boolean: "a photo of a"; the class name at the end) with the
-    text consistency to KgCoOp's template of the dataset."""
-    c = trainer_keys(config)
-    text_cfg = TextPromptCfg(
-        n_ctx=c["N_CTX"], ctx_init=KGCOOP_CTX_INIT if c["CTX_INIT"] else "", csc=c["CSC"]
-    )
-    model = CoOpModel(clip_model, config["classnames"], text_cfg=text_cfg)
-    template = KGCOOP_TEMPLATES[config["dataset_name"]]
-    regularizer = KnowledgeRegularizer(
-        clip_model, config["classnames"], [template], RegularizerCfg(text_consistency=c["W"])
-    )
-    return regularizer.attach(model)
-
-
 def weighted(term, setting):
     """A golden loss term that is our unweighted ``term`` times its weight ``setting``."""
     return lambda model, parts, out: parts[term] * getattr(model.regularizer.settings, setting)
@@ -390,7 +374,7 @@ PROMPT_METHODS = {
         aggregation=gaussian_aggregation,
     ),
     "kgcoop": PromptGoldenMethod(
-        build_kgcoop,
+        by_method("KgCoOp"),
         names=lambda model: NameMap([NameEntry("prompt_learner.ctx", "prompt_learner.ctx")]),
         loss_terms={
             "total": "loss",

@@ -149,6 +149,9 @@ class Method:
     # The key of the precision mode (engine/precision.py); a method with a key of its own
     # (its authors', e.g. TRAINER.MAPLE.PREC) lets "" there mean TRAINER.COOP.PREC.
     precision_key = SHARED_PRECISION_KEY
+    # The keys of the knowledge-preserving regularisers (trainers/knowledge.py): the shared
+    # block, or a paper method's own (its authors' keys).
+    regularizer_keys = REGULARIZER_KEYS
     # Whether a run trains (False: every run evaluates, as zero-shot CLIP's).
     trains = True
     # Whether CTX_INIT's words set the number of context vectors, as in CoOp (IVLP and MaPLe
@@ -160,9 +163,9 @@ class Method:
     def __init__(self, cfg):
         self.cfg = cfg
         self.speed = speed_from_cfg(cfg)
-        with named_keys(REGULARIZER_KEYS, *self.config_keys):
+        with named_keys(self.regularizer_keys, *self.config_keys):
             self.read_settings(cfg)
-            self.regularizer_cfg = self.regularizer_settings(cfg)
+            self.regularizer_cfg = self.regularizer_keys.read(cfg)
         self.aggregation = None
 
     @property
@@ -205,18 +208,13 @@ class Method:
     def build_model(self, clip_model, classnames, template):
         """The model, its random initial values drawn from the run's ``init`` stream
         (engine/randomness.py), the same under both engines, with the regularisers asked for
-        (``regularizer_settings``)."""
+        (``regularizer_keys``)."""
         with named_keys(*self.config_keys), initialisation(self.cfg):
             model = self.create_model(clip_model, classnames, template)
         templates = self.regularizer_templates(template)
         model = attach_regularizer(model, self.regularizer_cfg, clip_model, classnames, templates)
         self.aggregation = aggregation(self.regularizer_cfg, self.cfg.OPTIM.MAX_EPOCH)
         return apply_speed(model, self.speed)
-
-    def regularizer_settings(self, cfg):
-        """The knowledge-preserving regularisers to train with (trainers/knowledge.py):
-        TRAINER.REGULARIZER, unless the method reads them from keys of its own."""
-        return REGULARIZER_KEYS.read(cfg)
 
     def regularizer_templates(self, template):
         """The hand-crafted templates the regularisers compare with, for a dataset whose

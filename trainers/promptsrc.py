@@ -21,7 +21,14 @@ PROMPTSRC_KEYS = ConfigKeys(
     depth_text="TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT",
     depth_vision="TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION",
 )
-LOGITS_AGREEMENT = 1.0  # the authors' KL term has no weight of its own
+REGULARIZER_KEYS = ConfigKeys(
+    RegularizerCfg,
+    fixed={"logits_agreement": 1.0},  # the authors' KL term has no weight of its own
+    text_agreement="TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT",
+    image_agreement="TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT",
+    gpa_mean="TRAINER.PROMPTSRC.GPA_MEAN",
+    gpa_std="TRAINER.PROMPTSRC.GPA_STD",
+)
 
 
 @extend_cfg
@@ -31,10 +38,8 @@ def promptsrc_cfg(cfg):
     c.N_CTX_TEXT = 4  # the authors' defaults, where IVLP's differ
     c.N_CTX_VISION = 4
     c.PREC = ""  # a TRAINER.COOP.PREC mode; "" uses TRAINER.COOP.PREC
-    c.TEXT_LOSS_WEIGHT = 25  # ints, as the authors declare them
-    c.IMAGE_LOSS_WEIGHT = 10
-    c.GPA_MEAN = 15
-    c.GPA_STD = 1
+    # the authors' defaults, ints as they declare them
+    REGULARIZER_KEYS.declare(cfg, text_agreement=25, image_agreement=10, gpa_mean=15, gpa_std=1)
 
 
 @TRAINER_REGISTRY.register()
@@ -42,6 +47,7 @@ class PromptSRC(IVLP):
     """IVLP with its self-regulating constraints, read from its own keys."""
 
     config_keys = (PROMPTSRC_KEYS,)
+    regularizer_keys = REGULARIZER_KEYS
     precision_key = "TRAINER.PROMPTSRC.PREC"
 
     @classmethod
@@ -55,16 +61,6 @@ class PromptSRC(IVLP):
 
     def read_settings(self, cfg):
         self.ivlp_cfg = PROMPTSRC_KEYS.read(cfg)
-
-    def regularizer_settings(self, cfg):
-        c = cfg.TRAINER.PROMPTSRC
-        return RegularizerCfg(
-            text_agreement=float(c.TEXT_LOSS_WEIGHT),
-            image_agreement=float(c.IMAGE_LOSS_WEIGHT),
-            logits_agreement=LOGITS_AGREEMENT,
-            gpa_mean=float(c.GPA_MEAN),
-            gpa_std=float(c.GPA_STD),
-        )
 
     def regularizer_templates(self, template):
         return IMAGENET_TEMPLATES
