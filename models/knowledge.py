@@ -196,13 +196,17 @@ class GaussianAggregation:
         if self.running is None:
             self.running = weighted
         else:
-            self.running = {name: self.running[name] + weighted[name] for name in weighted}
+            running = {
+                name: value.to(weighted[name].device) for name, value in self.running.items()
+            }
+            self.running = {name: running[name] + weighted[name] for name in weighted}
         if epoch == self.n_epochs - 1:
             with torch.no_grad():
                 for name, value in params.items():
                     value.copy_(self.running[name])
 
     def state_dict(self):
+        """The running sum (None before the first epoch): what a resumed run needs."""
         return {"running": self.running}
 
     def load_state_dict(self, state):

@@ -4,12 +4,17 @@ on their base method: ``--trainer KgCoOp``, ``ProGrad`` and ``PromptSRC`` train 
 IVLP train with the options on, bit for bit (slow: short runs on a small Toy)."""
 
 import importlib.util
+import os
+import signal
+import time
 
 import pytest
 import torch
 
 import train
-from tests.test_dassl_engine import results, toy_argv
+from tests.forked_train import ForkedRun, launch
+from tests.run_fixtures import assert_identical
+from tests.test_dassl_engine import read_if_there, results, toy_argv
 
 pytestmark = pytest.mark.slow
 
@@ -73,8 +78,8 @@ def train_toy(tmp_path, folder, name, opts, config=None):
     return run
 
 
-def learned_states(run):
-    paths = sorted(run.glob("*/model.pth.tar-2"))
+def learned_states(run, epoch=2):
+    paths = sorted(run.glob(f"*/model.pth.tar-{epoch}"))
     return {p.parent.name: torch.load(p, weights_only=False)["state_dict"] for p in paths}
 
 
@@ -118,3 +123,52 @@ def test_a_paper_method_is_its_base_method_with_the_options(tmp_path, name):
     assert results(ours)["accuracy"] == results(paper)["accuracy"]
     without = train_toy(tmp_path, "without", base, base_only, config=name)
     assert not equal_states(learned_states(without), learned_states(paper))
+
+
+# PromptSRC over 4 epochs, its aggregation centred on epoch 2: each epoch's prompts weigh
+GPA_RUN = ("OPTIM.MAX_EPOCH", "4", "TRAIN.CHECKPOINT_FREQ", "1",
+           "TRAINER.PROMPTSRC.GPA_MEAN", "2", "TRAINER.PROMPTSRC.GPA_STD", "1")  # fmt: skip
+ENGINES = ["builtin"] + (["dassl"] if HAS_DASSL else [])
+
+
+def killed_in_epoch_3(argv, out, engine):
+    """A SIGKILL in epoch 3: after the builtin loop committed epoch 2, or while Dassl trains
+    epoch 3 (it saved epoch 2)."""
+    if engine == "builtin":
+        return launch(argv, out, kill_at="last_epoch.json#2", when="after")
+    run, deadline = ForkedRun(argv, out), time.monotonic() + 240
+    while "epoch [3/4] batch [" not in read_if_there(out / "log.txt"):
+        assert time.monotonic() < deadline, read_if_there(out / "log.txt")[-2000:]
+        time.sleep(0.01)
+    os.kill(run.pid, signal.SIGKILL)
+    return run.wait()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_killed_and_resumed_aggregation_equals_the_uninterrupted_one(tmp_path, engine):
+    """The running sum of PromptSRC's Gaussian prompt aggregation is saved with each
+    checkpoint: a run killed in epoch 3 and started again ends with the same aggregated
+    prompts, optimiser states and accuracy, bit for bit."""
+    data = tmp_path / "data"
+    reference, again = tmp_path / "reference", tmp_path / "killed"
+    assert not launch(toy_argv(data, reference, "PromptSRC", engine, opts=GPA_RUN), reference)
+    argv = toy_argv(data, again, "PromptSRC", engine, opts=GPA_RUN)
+    assert killed_in_epoch_3(argv, again, engine)
+    assert not launch(argv, again)
+    log = (again / "log.txt").read_text()
+    assert "Resumed from" in log or "(will resume training)" in log
+    assert_identical(final_checkpoints(again), final_checkpoints(reference))
+    assert results(again)["accuracy"] == results(reference)["accuracy"]
+
+
+def final_checkpoints(run):
+    """Each module's last checkpoint: weights, optimiser, schedule and the running sum."""
+    keys = ("state_dict", "optimizer", "scheduler", "epoch", "training_state")
+    paths = sorted(run.glob("*/model.pth.tar-4"))
+    assert paths
+    return {
+        path.parent.name: {
+            key: value for key, value in torch.load(path, weights_only=False).items() if key in keys
+        }
+        for path in paths
+    }

@@ -18,6 +18,7 @@ from engine.config import (
 )
 from engine.randomness import initialisation
 from engine.registry import TRAINER_REGISTRY
+from engine.trainer import START_AGAIN
 from models.clip_loader import input_resolution, load_clip
 from models.settings import TextPromptCfg
 from models.speed import Speed, apply_speed
@@ -257,6 +258,23 @@ class Method:
         PromptSRC's aggregation when it is on."""
         if self.aggregation is not None:
             self.aggregation.after_epoch(epoch, model.learnable_state_dict())
+
+    def training_state(self):
+        """What the method accumulates over the epochs, saved with each checkpoint so that a
+        resumed run goes on with it (None: nothing): the aggregation's running sum."""
+        return None if self.aggregation is None else self.aggregation.state_dict()
+
+    def load_training_state(self, state, path):
+        """Go on from ``training_state`` saved in the checkpoint ``path`` (None: none)."""
+        if self.aggregation is None:
+            return
+        if state is None:
+            raise ValueError(
+                f"The checkpoint '{path}' holds no running sum of the Gaussian prompt "
+                f"aggregation (written before it was saved), so this run cannot resume: "
+                f"{START_AGAIN}."
+            )
+        self.aggregation.load_state_dict(state)
 
     # ---- trained runs ----------------------------------------------------------------------
     def read_trained_run(self, directory, modules, epoch=None, best=False):
