@@ -1,6 +1,8 @@
-"""Dassl on the torch this project pins."""
+"""Dassl on the torch this project pins, and what its checkpoints need to hold."""
 
+import contextlib
 import inspect
+import os
 
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -42,3 +44,26 @@ def save_warmup_successors_as_states():
 
     _BaseWarmupScheduler.state_dict = state_dict
     _BaseWarmupScheduler.load_state_dict = load_state_dict
+
+
+@contextlib.contextmanager
+def checkpoints_with(extra):
+    """Dassl's ``save_model`` adding ``extra`` (a dict) to each checkpoint it writes."""
+    import dassl.engine.trainer as dassl_trainer
+
+    save = dassl_trainer.save_checkpoint
+    dassl_trainer.save_checkpoint = lambda state, *args, **kwargs: save(
+        {**state, **extra}, *args, **kwargs
+    )
+    try:
+        yield
+    finally:
+        dassl_trainer.save_checkpoint = save
+
+
+def resumed_checkpoint(directory, name):
+    """The path of the checkpoint of module ``name`` that Dassl's resume reads (its
+    ``checkpoint`` pointer file in ``directory/name``)."""
+    folder = os.path.join(directory, name)
+    with open(os.path.join(folder, "checkpoint")) as f:
+        return os.path.join(folder, f.readline().strip("\n"))

@@ -18,13 +18,15 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import set_random_seed
 
 import trainers  # noqa: F401  (registers this project's methods)
+from dassl_engine.compat import checkpoints_with, resumed_checkpoint
 from dassl_engine.loaders import build_data_manager
-from engine.checkpoint import RunWriteError, atomic_write_json, saving
+from engine.checkpoint import RunWriteError, atomic_write_json, load_checkpoint, saving
 from engine.precision import MixedPrecision, resolve_precision
 from engine.randomness import is_keyed, run_seed, stream_seed, untouched_global_rng
 from engine.registry import TRAINER_REGISTRY
 from engine.rundir import RESULTS_FILE, UNTRAINED, results_record
 from engine.tensorboard import module_lrs, open_writer
+from engine.trainer import START_AGAIN
 from trainers.adapter import (
     Batch,
     TrainingStep,
@@ -104,12 +106,15 @@ class MethodTrainer(TrainerX):
                 super().write_scalar(module_tag, lr, global_step)
 
     def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
-        """Dassl's, after the curves so far went to disk: a run resumed from this checkpoint
-        lacks none of them. A write that fails (a full disk) stops the run with a message,
-        not torch's RuntimeError."""
+        """Dassl's, after the curves so far went to disk (a run resumed from this checkpoint
+        lacks none of them), with what the method accumulates over the epochs (e.g. the
+        Gaussian prompt aggregation's running sum) in each checkpoint. A write that fails (a
+        full disk) stops the run with a message, not torch's RuntimeError."""
         if self._writer is not None:
             self._writer.flush()
-        with dassl_checkpoint_errors(epoch + 1, directory):
+        state = self.method.training_state()
+        extra = {} if state is None else {"training_state": state}
+        with dassl_checkpoint_errors(epoch + 1, directory), checkpoints_with(extra):
             super().save_model(epoch, directory, is_best, val_result, model_name)
 
     def build_model(self):
@@ -144,6 +149,15 @@ class MethodTrainer(TrainerX):
             self.update_lr()
             self.method.after_epoch(self.model, self.epoch)
         return summary
+
+    def resume_model_if_exist(self, directory):
+        """Dassl's resume, and the method goes on with what it accumulated."""
+        start_epoch = super().resume_model_if_exist(directory)
+        if start_epoch:
+            path = resumed_checkpoint(directory, self.get_model_names()[0])
+            ckpt = load_checkpoint(path, advice=f"Restore it, or {START_AGAIN}.")
+            self.method.load_training_state(ckpt.get("training_state"), path)
+        return start_epoch
 
     def model_inference(self, images):
         with self.mixed_precision.autocast():

@@ -217,6 +217,18 @@ def declare_epoch_key(key, when_it_reaches_max):
     EPOCH_KEYS[key] = when_it_reaches_max
 
 
+# Keys that take values of other types than their default's (yacs refuses a type mismatch),
+# key -> the types accepted. Trainer modules add theirs (``accept_types``).
+MIXED_TYPE_KEYS = {}
+
+
+def accept_types(key, *types):
+    """Let ``key`` hold a value of any of ``types`` (e.g. KgCoOp's boolean
+    TRAINER.COOP.CTX_INIT where CoOp's is words) in config files, overrides and saved
+    configs."""
+    MIXED_TYPE_KEYS[key] = types
+
+
 def get_value(cfg, key):
     """The value of the dotted ``key`` in ``cfg``."""
     for part in key.split("."):
@@ -333,14 +345,32 @@ def _read_yaml_cfg(path):
     return other
 
 
+def merge_cfg(cfg, other):
+    """yacs' ``merge_from_other_cfg``, taking an integer for a float and the types a key
+    accepts (``accept_types``)."""
+    _widen_ints(cfg, other)
+    for key, types in MIXED_TYPE_KEYS.items():
+        value = _find(other, key)
+        if isinstance(value, types):
+            _set(cfg, key, value)  # so that yacs sees the type it is given
+    cfg.merge_from_other_cfg(other)
+
+
+def _find(cfg, key):
+    for part in key.split("."):
+        if not isinstance(cfg, CN) or part not in cfg:
+            return None
+        cfg = cfg[part]
+    return cfg
+
+
 def merge_from_file(cfg, path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Config file not found: '{path}' (check the path and cwd)")
     other = _read_yaml_cfg(path)
     _check_known_keys(cfg, other, f"config file '{path}'")
-    _widen_ints(cfg, other)
     try:
-        cfg.merge_from_other_cfg(other)
+        merge_cfg(cfg, other)
     except ValueError as err:  # yacs: a value of the wrong type, e.g. LR: "fast"
         raise ValueError(f"{err} (in config file '{path}'): give a value of that type") from err
 
@@ -368,6 +398,8 @@ def merge_from_list(cfg, opts):
     for key, value in zip(opts[0::2], opts[1::2]):
         if isinstance(get_value(cfg, key), float) and type(_literal(value)) is int:
             value = str(float(_literal(value)))  # OPTIM.LR 1 as OPTIM.LR 1.0
+        if isinstance(_literal(value), MIXED_TYPE_KEYS.get(key, ())):
+            _set(cfg, key, _literal(value))  # so that yacs sees the type it is given
         values += [key, value]
     cfg.merge_from_list(values)
 

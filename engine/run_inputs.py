@@ -7,7 +7,7 @@ import os
 from yacs.config import CfgNode as CN
 
 from engine.checkpoint import atomic_write, atomic_write_json, saving
-from engine.config import get_cfg_default
+from engine.config import get_cfg_default, merge_cfg
 from engine.rundir import CLASSES_FILE, CONFIG_FILE
 
 
@@ -55,5 +55,5 @@ def read_saved_config(run_dir):
     # A file this project wrote: a Dassl run's config also holds Dassl's own trainer blocks.
     cfg.set_new_allowed(True)
     with open(path) as f:
-        cfg.merge_from_other_cfg(CN.load_cfg(f))
+        merge_cfg(cfg, CN.load_cfg(f))
     return cfg

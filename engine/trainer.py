@@ -297,6 +297,9 @@ class Trainer:
         }
         if self.scaler is not None:
             extra["scaler"] = self.scaler.state_dict()
+        training_state = self.training_state()
+        if training_state is not None:
+            extra["training_state"] = training_state
         states = {
             name: {
                 "state_dict": module.state_dict(),
@@ -334,12 +337,22 @@ class Trainer:
                 self._scheds[name].load_state_dict(ckpt["scheduler"])
         if self.scaler is not None and "scaler" in ckpt:
             self.scaler.load_state_dict(ckpt["scaler"])
+        self.load_training_state(ckpt.get("training_state"), path)
         self.best_val = ckpt.get("best_val", -math.inf)
         self._kept = True  # never delete the checkpoint this run resumed from
         self.epoch = epoch - 1  # the last epoch done (a run that ends at once reports it)
         set_rng_state(ckpt["rng_state"])
         print(f"Resumed from {directory} at epoch {epoch} (continuing with epoch {epoch + 1})")
         return epoch
+
+    def training_state(self):
+        """Hook: what a subclass accumulates over the epochs (e.g. a running average), saved
+        with each checkpoint; None: nothing."""
+        return None
+
+    def load_training_state(self, state, path):
+        """Hook: the ``training_state`` of the checkpoint ``path`` that a run resumes from
+        (None if it holds none)."""
 
     def _check_same_config(self, path, ckpt):
         """Resuming with settings that change results would mix two runs: refuse, naming

@@ -12,9 +12,19 @@ GUIDED_MAIN_WEIGHT = 0.1  # weight of the main CE while the guidance terms are o
 
 @dataclass
 class ModelOutput:
-    """``logits``: the main (and inference) logits, [B, C]."""
+    """``logits``: the main (and inference) logits, [B, C].
+
+    image_features, text_features: the normalised features the logits are made of, [B, E]
+        and [C, E], for the regularisers that compare them with frozen CLIP's (None where a
+        model has no such pair).
+    reference: frozen CLIP's outputs for the same images (a ``models.knowledge.Reference``),
+        added in training by a regulariser that needs them.
+    """
 
     logits: torch.Tensor
+    image_features: torch.Tensor | None = None
+    text_features: torch.Tensor | None = None
+    reference: object = None
 
 
 @dataclass
@@ -62,8 +72,8 @@ class PromptTuningModel(nn.Module):
 
     Subclasses build their learnable modules in float32 (cast to CLIP's dtype in forward),
     list them in ``learnable_modules`` and implement ``forward(images) -> ModelOutput``.
-    Optional attributes used by the shared code: ``text`` (``LearnedTextFeatures``) and
-    ``zeroshot`` (``ZeroShotCLIP``).
+    Optional attributes used by the shared code: ``text`` (``LearnedTextFeatures``),
+    ``zeroshot`` (``ZeroShotCLIP``) and ``regularizer`` (``models.knowledge``).
     """
 
     def __init__(self, clip_model):
@@ -72,6 +82,7 @@ class PromptTuningModel(nn.Module):
         self.clip = clip_model
         self.text = None
         self.zeroshot = None
+        self.regularizer = None  # a models.knowledge.KnowledgeRegularizer, once attached
 
     def train(self, mode=True):
         """The frozen CLIP stays in eval mode (a ResNet's BatchNorm statistics must not
@@ -113,6 +124,8 @@ class PromptTuningModel(nn.Module):
     def compute_loss(self, out, labels, epoch=0):
         """The training loss and a dict of floats for logging."""
         loss, terms = self.loss_terms(out, labels, epoch)
+        if self.regularizer is not None:
+            loss, terms = self.regularizer.add_terms(loss, terms, out)
         parts = {name: value for name, value in terms.items() if not torch.is_tensor(value)}
         tensors = {name: value for name, value in terms.items() if torch.is_tensor(value)}
         tensors["loss"] = loss

@@ -79,7 +79,8 @@ class CarriedPromptModel(PromptTuningModel):
     def forward(self, images):
         image_features, text_features = self.encode(images)
         image_features, text_features = l2_normalize(image_features), l2_normalize(text_features)
-        return ModelOutput(self.logit_scale() * image_features @ text_features.t())
+        logits = self.logit_scale() * image_features @ text_features.t()
+        return ModelOutput(logits, image_features, text_features)
 
 
 class IVLPModel(CarriedPromptModel):

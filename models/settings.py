@@ -43,6 +43,14 @@ class TextPromptCfg:
     class_token_position: str = "end"
 
     def __post_init__(self):
+        if not isinstance(self.ctx_init, str):
+            raise SettingError(
+                type(self),
+                "ctx_init",
+                "must be the words to initialise the context from ('' for a random one), got "
+                f"{self.ctx_init!r} (a boolean is KgCoOp's and ProGrad's: --trainer KgCoOp or "
+                "ProGrad)",
+            )
         if not self.ctx_init:
             check_at_least(self, "n_ctx", 1, "context tokens")
         if self.class_token_position not in CLASS_TOKEN_POSITIONS:
@@ -182,3 +190,55 @@ def check_depth(settings, field, n_layers, tower):
 
 def field_names(settings_type):
     return [f.name for f in fields(settings_type)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegularizerCfg:
+    """Knowledge-preserving regularisers: each keeps a learned model near frozen zero-shot CLIP
+    (its image features and the text features of hand-crafted prompts, the anchor), and each
+    is off at 0. They compose: the loss terms add up, and the projection and the aggregation
+    act on the step and on the epochs whatever the loss is.
+
+    text_consistency: KgCoOp's weight (``TRAINER.COOP.W``) of 1 - the mean cosine of each
+        class's learned text features with the anchor's.
+    text_agreement, image_agreement: PromptSRC's weights (``TEXT_LOSS_WEIGHT``,
+        ``IMAGE_LOSS_WEIGHT``) of the mean absolute difference of the normalised learned
+        text features from the anchor's, and of the prompted image features from frozen
+        CLIP's.
+    logits_agreement: PromptSRC's weight (1 in its code) of KL(zero-shot || learned) over the
+        batch's softmaxed logits, summed and divided by the number of logits.
+    projection: ProGrad's lambda (``LOSS.LAMBDA``): a parameter's gradient that points
+        against the gradient of the distillation loss (the zero-shot logits as soft targets,
+        at ``temperature``, ``LOSS.T``) loses lambda times its component along it.
+    gpa_mean, gpa_std: PromptSRC's Gaussian prompt aggregation (``GPA_MEAN``, ``GPA_STD``; on
+        when gpa_std > 0): after each epoch e (1-based) the learnable parameters are added
+        to a running sum with the weight N(e; mean, std) normalised over the epochs, and the
+        sum replaces them after the last epoch.
+    """
+
+    text_consistency: float = 0.0
+    text_agreement: float = 0.0
+    image_agreement: float = 0.0
+    logits_agreement: float = 0.0
+    projection: float = 0.0
+    temperature: float = 1.0
+    gpa_mean: float = 0.0
+    gpa_std: float = 0.0
+
+    def __post_init__(self):
+        for name in field_names(type(self)):
+            if name != "gpa_mean":
+                check_at_least(self, name, 0, "a regulariser's weight or parameter")
+        if self.temperature <= 0:
+            raise SettingError(type(self), "temperature", f"must be > 0, got {self.temperature}")
+
+    @property
+    def loss_weights(self):
+        """The weights of the terms added to the loss, by term name."""
+        names = ("text_consistency", "text_agreement", "image_agreement", "logits_agreement")
+        return {name: getattr(self, name) for name in names}
+
+    @property
+    def active(self):
+        """Whether any regulariser is on."""
+        return any(self.loss_weights.values()) or self.projection > 0 or self.gpa_std > 0

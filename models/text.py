@@ -152,9 +152,15 @@ def truncate_after_eos(token_ids):
     return token_ids[:, : int(eos_positions.max()) + 1], eos_positions
 
 
-@torch.no_grad()
 def encode_template(clip_model, classnames, template):
     """Normalised text features of ``template.format(name)`` for each class (the frozen T0)."""
+    features = template_features(clip_model, classnames, template)
+    return features / features.norm(dim=-1, keepdim=True)
+
+
+@torch.no_grad()
+def template_features(clip_model, classnames, template):
+    """Text features of ``template.format(name)`` for each class, [C, E], not normalised."""
     texts = [template.format(display_name(name)) for name in classnames]
     token_ids = tokenize_checked(
         texts, classnames, context_length(clip_model), f"The prompt from template {template!r}"
@@ -163,8 +169,7 @@ def encode_template(clip_model, classnames, template):
         token_ids.to(clip_model.positional_embedding.device)
     )
     embeddings = clip_model.token_embedding(token_ids).to(clip_model.dtype)
-    features = TextEncoder(clip_model)(embeddings, eos_positions)
-    return features / features.norm(dim=-1, keepdim=True)
+    return TextEncoder(clip_model)(embeddings, eos_positions)
 
 
 def _prompt_layout(n_ctx, name_len, seq_len, position):

@@ -62,6 +62,8 @@ class VLPModel(PromptTuningModel):
             frozen_image_logits = scale * zeroshot_image_features @ text_features.t()
         return output_type(
             logits=scale * image_features @ text_features.t(),
+            image_features=image_features,
+            text_features=text_features,
             frozen_image_logits=frozen_image_logits,
             frozen_text_logits=scale * image_features @ self.zeroshot.text_features.t(),
             **extra,

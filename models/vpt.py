@@ -32,4 +32,4 @@ class VPTModel(PromptTuningModel):
             self.image_encoder(images, AppendedPrompts(self.visual_prompt))
         )
         logits = self.logit_scale() * image_features @ self.zeroshot.text_features.t()
-        return ModelOutput(logits)
+        return ModelOutput(logits, image_features)

@@ -23,7 +23,8 @@ LEGEND_MARKER_IN, LEGEND_CHAR_IN = 0.6, 0.075
 # rest, chosen from their name, so they too keep it from figure to figure.
 METHOD_COLORS = {"ZeroshotCLIP": "tab:gray", "CoOp": "tab:blue", "CoCoOp": "tab:cyan",
                  "VPT": "tab:green", "VLP": "tab:orange", "DPT": "tab:red", "IVLP": "tab:purple",
-                 "MaPLe": "tab:brown"}  # fmt: skip
+                 "MaPLe": "tab:brown", "KgCoOp": "goldenrod", "ProGrad": "teal",
+                 "PromptSRC": "black"}  # fmt: skip
 OTHER_COLORS = ("tab:pink", "tab:olive")
 LINE_STYLES = ("-", "--", ":", "-.")  # variants (settings, configs) of one method
 HATCHES = ("", "//", "..", "xx")

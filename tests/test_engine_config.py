@@ -1,24 +1,27 @@
 import argparse
 import glob
 import os
+import pkgutil
 import subprocess
 import sys
 
 import pytest
 from yacs.config import CfgNode as CN
 
-import trainers  # noqa: F401  (registers the trainers' config blocks)
+import trainers  # (registers the trainers' config blocks)
 from engine.config import (
     CFG_EXTENSIONS,
     _all_keys,
     _dassl_defaults,
     cfg_digest,
     get_cfg_default,
+    get_value,
     inert_key_notes,
     merge_from_file,
     merge_from_list,
     setup_cfg,
 )
+from engine.run_inputs import read_saved_config
 from tests.run_fixtures import REPO
 from trainers import builtin
 from trainers.method import method_for
@@ -100,7 +103,7 @@ def test_digest_changes_with_config():
     assert cfg_digest(a) != cfg_digest(b)
 
 
-TRAINER_MODULES = ["zsclip", "coop", "cocoop", "vpt", "vlp", "dpt", "builtin"]
+TRAINER_MODULES = sorted(module.name for module in pkgutil.iter_modules(trainers.__path__))
 
 
 @pytest.mark.slow
@@ -272,3 +275,42 @@ def test_an_integer_for_a_float_key_is_that_float(tmp_path):
     assert cfg.OPTIM.LR == 3.0 and cfg.TRAINER.COOP.N_CTX == 4
     with pytest.raises(ValueError, match="Type mismatch"):  # a bool stays a bool
         setup_cfg(_args(opts=["OPTIM.LR", "True"]))
+
+
+@pytest.mark.parametrize(
+    "name, backbone, epochs, batch, ctx_init, keys",
+    [
+        ("KgCoOp/rn50_ep100", "RN50", 100, 128, True, {"TRAINER.COOP.W": 1.0}),
+        ("KgCoOp/vit_b16_ep100_ctxv1", "ViT-B/16", 100, 128, True, {"TRAINER.COOP.W": 1.0}),
+        ("ProGrad/rn50", "RN50", 200, 32, True, {"LOSS.NAME": "prograd", "LOSS.T": 1.0}),
+        ("ProGrad/rn50_ep50", "RN50", 50, 32, True, {"LOSS.LAMBDA": 1.0}),
+    ],
+)  # fmt: skip
+def test_kgcoop_and_prograd_configs_as_their_authors_ship_them(
+    name, backbone, epochs, batch, ctx_init, keys
+):
+    cfg = _trainer_cfg(name)
+    settings = (cfg.MODEL.BACKBONE.NAME, cfg.OPTIM.MAX_EPOCH, cfg.DATALOADER.TRAIN_X.BATCH_SIZE)
+    assert settings == (backbone, epochs, batch) and cfg.TRAINER.COOP.CTX_INIT is ctx_init
+    assert (cfg.OPTIM.NAME, cfg.OPTIM.LR, cfg.OPTIM.WARMUP_EPOCH) == ("sgd", 0.002, 1)
+    assert {key: get_value(cfg, key) for key in keys} == keys
+
+
+def test_ctx_init_is_words_or_a_boolean_in_files_overrides_and_saved_configs(tmp_path):
+    """KgCoOp's and ProGrad's boolean TRAINER.COOP.CTX_INIT loads, words override it (and it
+    them); a boolean is refused by CoOp, whose CTX_INIT is words."""
+    path = os.path.join(REPO, "configs", "trainers", "KgCoOp", "rn50_ep100.yaml")
+    cfg = setup_cfg(_args(config_file=path, trainer="KgCoOp"))
+    assert cfg.TRAINER.COOP.CTX_INIT is True
+    assert method_for(cfg).text_cfg.ctx_init == "a photo of a"
+    cfg = setup_cfg(_args(config_file=path, opts=["TRAINER.COOP.CTX_INIT", "a_photo_of"]))
+    assert cfg.TRAINER.COOP.CTX_INIT == "a_photo_of"
+    cfg = setup_cfg(_args(trainer="ProGrad", opts=["TRAINER.COOP.CTX_INIT", "False"]))
+    assert cfg.TRAINER.COOP.CTX_INIT is False and method_for(cfg).text_cfg.ctx_init == ""
+    (tmp_path / "config.yaml").write_text(cfg.dump())
+    assert read_saved_config(str(tmp_path)).TRAINER.COOP.CTX_INIT is False
+    with pytest.raises(ValueError, match="Type mismatch"):  # neither words nor a boolean
+        setup_cfg(_args(opts=["TRAINER.COOP.CTX_INIT", "4"]))
+    cfg = setup_cfg(_args(config_file=path, trainer="CoOp"))
+    with pytest.raises(ValueError, match="TRAINER.COOP.CTX_INIT must be the words"):
+        method_for(cfg)

@@ -12,7 +12,7 @@ import torch
 
 import train
 import trainers  # noqa: F401  (registers the methods)
-from engine.config import get_cfg_default, get_value, setup_cfg
+from engine.config import get_cfg_default, get_value, merge_from_file, setup_cfg
 from engine.confusion import confusion_matrix
 from engine.data import read_split
 from engine.registry import TRAINER_REGISTRY
@@ -37,7 +37,7 @@ def test_every_method_has_a_tiny_config_for_toy_and_its_own_keys(name):
     cfg = get_cfg_default()
     method_type = TRAINER_REGISTRY.get(name)
     get_value(cfg, method_type.precision_key)  # declared
-    cfg.merge_from_file(config_of(name))
+    merge_from_file(cfg, config_of(name))
     cfg.TRAINER.NAME = name
     assert setting(cfg) == method_type.run_setting(cfg) != ""
 
@@ -143,3 +143,29 @@ def test_a_method_owns_its_step_and_epoch_end_under_each_engine(tmp_path, monkey
 def saved_context(run):
     path = run / "prompt_learner" / "model.pth.tar-2"
     return torch.load(path, weights_only=False)["state_dict"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["KgCoOp", "ProGrad"])
+def test_authors_coop_style_run_directories_evaluate(tmp_path, name):
+    """A run directory as KgCoOp's or ProGrad's code writes it (Dassl's layout: the prompt
+    learner in float16 with its derived token buffers; KgCoOp's also with a bias and a
+    meta-net it never uses) evaluates to our run's accuracy."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    train.main(toy_argv(data, run, name, "builtin"))
+    saved = torch.load(run / "prompt_learner" / "model.pth.tar-2", weights_only=False)
+    state = {"ctx": saved["state_dict"]["ctx"].half()}
+    state["token_prefix"] = torch.zeros(3, 1, 128).half()  # derived: not read
+    state["token_suffix"] = torch.zeros(3, 72, 128).half()
+    if name == "KgCoOp":
+        state["bias_vectors"] = torch.zeros(1, 512).half()
+        state["meta_net.linear1.weight"] = torch.zeros(512, 512).half()
+        state["meta_net.linear1.bias"] = torch.zeros(512).half()
+    authors = tmp_path / "authors_run" / "prompt_learner"
+    os.makedirs(authors)
+    torch.save({"state_dict": state, "epoch": 2, "optimizer": None}, authors / "model.pth.tar-2")
+    (authors / "checkpoint").write_text("model.pth.tar-2\n")
+    out = tmp_path / "eval"
+    flags = ("--eval-only", "--model-dir", str(tmp_path / "authors_run"))
+    train.main(toy_argv(data, out, name, "builtin", *flags))
+    assert abs(results(out)["accuracy"] - results(run)["accuracy"]) <= 100 / 60

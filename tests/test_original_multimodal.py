@@ -125,7 +125,8 @@ def test_logits_loss_and_gradients_equal_the_authors_code(records, name):
     clip_model = parity.build_clip(state_dict)
     block = {"IVLP": "IVLP", "MaPLe": "MAPLE"}[case["trainer"]]  # the authors' config block
     keys = {f"TRAINER.{block}.{key}": value for key, value in case["trainer_cfg"].items()}
-    model = parity.build_by_method(case["trainer"], keys, case["classnames"], clip_model)
+    config = {"trainer_cfg": keys, "classnames": case["classnames"]}
+    model = parity.build_by_method(case["trainer"], config, clip_model)
     names = model.upstream_names()
     assert sorted(names.theirs) == sorted(original["trainable"])
     names.load_into(model, original["initial"])

@@ -11,8 +11,7 @@ loss terms, gradients, eval logits, and a few optimiser steps: learning rates, l
 parameters, eval logits after them). One line per quantity with the largest absolute
 difference and the largest difference relative to the reference's largest magnitude; exit
 status 0 only when every relative difference is within the tolerance. The last line is
-``parity: OK max_rel=...``, ``parity: FAIL ...``, or for a method this project does not have
-yet, ``parity: NOT IMPLEMENTED ...`` (exit status 2).
+``parity: OK max_rel=...`` or ``parity: FAIL ...``.
 
 The golden's ``clip_state_dict`` is the float32 CLIP the original ran (matrices already
 rounded as CLIP's ``convert_weights`` does), so the comparison needs nothing but the file.
@@ -22,6 +21,7 @@ import argparse
 import sys
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +49,9 @@ from models import (  # noqa: E402
     VLPModel,
     VPTModel,
 )
+from models.knowledge import GaussianAggregation  # noqa: E402
+from models.name_map import NameEntry, NameMap  # noqa: E402
+from models.settings import IVLPCfg  # noqa: E402
 from models.upstream import load_upstream_state_dict, ours_to_upstream  # noqa: E402
 from trainers.method import method_for  # noqa: E402
 
@@ -264,56 +267,126 @@ def compare_golden(golden, clip_model):
 # ---- prompt-golden-v1: IVLP, MaPLe, PromptSRC, KgCoOp ------------------------------------
 
 
-class NotImplementedMethod(Exception):
-    """The golden's method is not in this project yet."""
-
-
 @dataclass(frozen=True)
 class PromptGoldenMethod:
     """How our model of one prompt-golden-v1 method is built and read.
 
-    trainer: the registered method whose model is built from the golden's ``TRAINER.*`` keys
-        (its authors' names and values).
-    loss_terms: golden ``loss`` key -> the name of that term in our ``compute_loss`` parts.
+    build(config, clip_model): our model, from the golden's ``config`` (its authors'
+        ``TRAINER.*`` keys and values in ``trainer_cfg``, ``classnames``, ``dataset_name``).
+    names(model): the ``NameMap`` of our learnable tensors to the authors' names.
+    loss_terms: golden ``loss`` key -> the name of that term in our ``compute_loss`` parts,
+        or a function of (model, parts, output) giving it.
+    train_outputs: golden ``outputs`` key -> a function of (model, training-mode output,
+        images) giving it.
     outputs: golden ``outputs`` key -> a function of our model giving that quantity (eval
         mode, no autograd), for what the model exposes beyond its logits and features.
+    buffers: golden ``upstream_state_dict`` key -> a function of our model giving it.
+    aggregation(trainer_cfg, n_epochs): the epoch-end hook of the golden's ``train_steps``
+        (an object with ``after_epoch(epoch, params)``, ``weights``), or None.
     """
 
-    trainer: str
+    build: Callable
+    names: Callable = lambda model: model.upstream_names()  # noqa: E731
     loss_terms: dict = field(default_factory=lambda: {"total": "loss", "ce": "ce_main"})
+    train_outputs: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+    buffers: dict = field(default_factory=dict)
+    aggregation: Callable = lambda trainer_cfg, n_epochs: None  # noqa: E731
 
 
-def build_by_method(trainer, trainer_cfg, classnames, clip_model):
-    """Our model of the registered method ``trainer`` for the golden's ``TRAINER.*`` keys
-    (the method's own keys: its authors')."""
+def trainer_keys(config):
+    """The golden's ``TRAINER.<X>.*`` keys by their last part."""
+    return {key.split(".")[-1]: value for key, value in config["trainer_cfg"].items()}
+
+
+def ivlp_settings(c):
+    return IVLPCfg(
+        n_ctx_text=c["N_CTX_TEXT"],
+        n_ctx_vision=c["N_CTX_VISION"],
+        ctx_init=c["CTX_INIT"],
+        depth_text=c["PROMPT_DEPTH_TEXT"],
+        depth_vision=c["PROMPT_DEPTH_VISION"],
+    )
+
+
+def build_by_method(trainer, config, clip_model):
+    """Our model of the registered method ``trainer`` as it builds it (regularisers on) for
+    the golden's ``config``: its ``TRAINER.*`` keys (the method's own keys: its authors'),
+    dataset and template."""
     cfg = get_cfg_default()
-    for key, value in trainer_cfg.items():
+    for key, value in config["trainer_cfg"].items():
         *parents, name = key.split(".")
         node = cfg
         for parent in parents:
             node = node[parent]
         node[name] = value
     cfg.TRAINER.NAME = trainer
-    return method_for(cfg).create_model(clip_model, classnames, template="")
+    cfg.DATASET.NAME = config.get("dataset_name", "")
+    template = config.get("template") or ""
+    return method_for(cfg).build_model(clip_model, config["classnames"], template)
+
+
+def by_method(trainer):
+    """``build`` for a method registered as ``trainer``."""
+    return lambda config, clip_model: build_by_method(trainer, config, clip_model)
+
+
+def weighted(term, setting):
+    """A golden loss term that is our unweighted ``term`` times its weight ``setting``."""
+    return lambda model, parts, out: parts[term] * getattr(model.regularizer.settings, setting)
+
+
+def gaussian_aggregation(trainer_cfg, n_epochs):
+    c = {key.split(".")[-1]: value for key, value in trainer_cfg.items()}
+    return GaussianAggregation(n_epochs, c["GPA_MEAN"], c["GPA_STD"])
 
 
 PROMPT_METHODS = {
-    "ivlp": PromptGoldenMethod("IVLP"),
+    "ivlp": PromptGoldenMethod(by_method("IVLP")),
     "maple": PromptGoldenMethod(
-        "MaPLe",
+        by_method("MaPLe"),
         outputs={
             "shared_ctx": lambda model: model.image_prompt_tokens()[0],
             "visual_deep_prompts": lambda model: model.image_prompt_tokens()[1],
         },
     ),
-}
-# Golden files of methods that come later: what they need beyond what is here.
-NOT_YET = {
-    "promptsrc": "PromptSRC: IVLP's prompts (models/ivlp.py) plus its agreement losses with "
-    "frozen CLIP and the Gaussian aggregation of prompts over epochs",
-    "kgcoop": "KgCoOp: CoOp's prompt plus the distance of the learned to the hand-crafted "
-    "text features",
+    "promptsrc": PromptGoldenMethod(
+        by_method("PromptSRC"),
+        loss_terms={
+            "total": "loss",
+            "ce": "ce_main",
+            "l1_text": "text_agreement",
+            "l1_image": "image_agreement",
+            "scl_logits": "logits_agreement",
+            "kl_sum": lambda model, parts, out: parts["logits_agreement"] * out.logits.numel(),
+            "scl_text": weighted("text_agreement", "text_agreement"),
+            "scl_image": weighted("image_agreement", "image_agreement"),
+            "scl": lambda model, parts, out: parts["loss"] - parts["ce_main"],
+        },
+        train_outputs={
+            "text_features_norm": lambda model, out, images: out.text_features,
+            "image_features_norm": lambda model, out, images: out.image_features,
+            "zs_image_features": lambda model, out, images: model.regularizer.encoder(images),
+            "zs_image_features_norm": lambda model, out, images: out.reference.image_features,
+            "zero_shot_logits": lambda model, out, images: out.reference.logits,
+            "fixed_embeddings_norm": lambda model, out, images: model.regularizer.text_features,
+        },
+        aggregation=gaussian_aggregation,
+    ),
+    "kgcoop": PromptGoldenMethod(
+        by_method("KgCoOp"),
+        names=lambda model: NameMap([NameEntry("prompt_learner.ctx", "prompt_learner.ctx")]),
+        loss_terms={
+            "total": "loss",
+            "ce": "ce_main",
+            "score": "text_consistency",
+            "kg": weighted("text_consistency", "text_consistency"),
+        },
+        train_outputs={
+            "score": lambda model, out, images: model.regularizer.terms(out)["text_consistency"]
+        },
+        buffers={"prompt_learner.text_features": lambda model: model.regularizer.text_features},
+    ),
 }
 
 
@@ -359,16 +432,29 @@ def probes(weight, vectors):
     return {"right": weight @ vectors["right"], "left": vectors["left"] @ weight}
 
 
-def compare_train_steps(model, names, golden, images, labels):
+def trainer_node(trainer_cfg, opts):
+    """The golden's ``TRAINER.*`` values with the ``TRAINER.*`` overrides of ``opts``."""
+    keys = dict(trainer_cfg)
+    keys.update((k, v) for k, v in zip(opts[::2], opts[1::2]) if k.startswith("TRAINER."))
+    return keys
+
+
+def compare_train_steps(model, method, names, golden, images, labels):
     """The golden's optimiser steps (one batch per epoch), from its initial weights: the
-    learning rate and loss of each step, the parameters after it (large matrices through
-    their products with probe vectors), the eval logits after the last."""
+    learning rate and loss of each step, the parameters after it and after the epoch's end
+    (large matrices through their products with probe vectors), the eval logits after the
+    last."""
     steps = golden["train_steps"]
     optim = optim_node(golden["config"]["optim_cfg"], steps["opts"])
     params = learnable_parameters(model)
     optimizer = build_optimizer(list(params.values()), optim)
     omitted = set(steps.get("omitted_from_snapshots", ()))
+    n_steps = len(steps["lr"])
+    trainer_cfg = trainer_node(golden["config"]["trainer_cfg"], steps["opts"])
+    aggregation = method.aggregation(trainer_cfg, n_steps)
     rows = []
+    if aggregation is not None:
+        rows.append(compare_tensors("train_steps.gauss", aggregation.weights, steps["gauss"]))
     for epoch, reference_lr in enumerate(steps["lr"]):
         lr = lr_at_epoch(optim, optim.LR, epoch)
         rows.append(compare_tensors(f"train_steps[{epoch}].lr", lr, reference_lr))
@@ -380,8 +466,10 @@ def compare_train_steps(model, names, golden, images, labels):
         loss.backward()
         optimizer.step()
         rows.append(compare_tensors(f"train_steps[{epoch}].loss", loss, steps["loss"][epoch]))
-        theirs = names.to_theirs({name: param.detach() for name, param in params.items()})
         for snapshot in ("params_after_update", "params_after"):
+            if snapshot == "params_after" and aggregation is not None:
+                aggregation.after_epoch(epoch, model.learnable_state_dict())
+            theirs = names.to_theirs({name: param.detach() for name, param in params.items()})
             for name, reference in steps[snapshot][epoch].items():
                 row = f"train_steps[{epoch}].{snapshot}.{name}"
                 rows.append(compare_tensors(row, theirs.get(name), reference))
@@ -392,7 +480,6 @@ def compare_train_steps(model, names, golden, images, labels):
             for side, value in reference.items():
                 row = f"train_steps[{epoch}].probes_after.{name}.{side}"
                 rows.append(compare_tensors(row, ours.get(side), value))
-    n_steps = len(steps["lr"])
     lr_after = lr_at_epoch(optim, optim.LR, n_steps)
     rows.append(compare_tensors("train_steps.lr_after", lr_after, steps["lr_after"]))
     model.eval()
@@ -407,19 +494,21 @@ def compare_train_steps(model, names, golden, images, labels):
 def compare_prompt_golden(golden, clip_model):
     """All comparisons of our model on ``clip_model`` with a prompt-golden-v1 file."""
     kind = golden["model"]
-    if kind in NOT_YET:
-        raise NotImplementedMethod(f"{kind} is not implemented yet ({NOT_YET[kind]})")
     if kind not in PROMPT_METHODS:
         raise ValueError(f"unknown model type {kind!r} (expected one of {sorted(PROMPT_METHODS)})")
     method = PROMPT_METHODS[kind]
     config = golden["config"]
     torch.manual_seed(0)
-    model = build_by_method(method.trainer, config["trainer_cfg"], config["classnames"], clip_model)
-    names = model.upstream_names()
+    model = method.build(config, clip_model)
+    names = method.names(model)
     names.load_into(model, golden["upstream_state_dict"])
     images, labels = golden["inputs"]["images"], golden["inputs"]["labels"]
 
     rows = compare_prompt_buffers(model, golden["upstream_state_dict"])
+    for key, buffer in method.buffers.items():
+        rows.append(
+            compare_tensors(f"buffers.{key}", buffer(model), golden["upstream_state_dict"][key])
+        )
     rows.append(compare_trainable(model, golden["trainable"], names.to_theirs))
     model.train()
     model.zero_grad(set_to_none=True)
@@ -428,7 +517,10 @@ def compare_prompt_golden(golden, clip_model):
     loss.backward()
     rows.append(compare_tensors("outputs.logits", out.logits, golden["outputs"]["logits"]))
     for theirs, ours in method.loss_terms.items():
-        rows.append(compare_tensors(f"loss.{theirs}", parts.get(ours), golden["loss"][theirs]))
+        value = parts.get(ours) if isinstance(ours, str) else ours(model, parts, out)
+        rows.append(compare_tensors(f"loss.{theirs}", value, golden["loss"][theirs]))
+    for name, output in method.train_outputs.items():
+        rows += compare_any(f"outputs.{name}", output(model, out, images), golden["outputs"][name])
     rows += compare_gradients(
         "total", gradients_by_upstream_name(model, names.to_theirs), golden["grads"]
     )
@@ -444,7 +536,7 @@ def compare_prompt_golden(golden, clip_model):
         for name, output in method.outputs.items():
             rows += compare_any(f"outputs.{name}", output(model), golden["outputs"][name])
     if golden.get("train_steps"):
-        rows += compare_train_steps(model, names, golden, images, labels)
+        rows += compare_train_steps(model, method, names, golden, images, labels)
     return rows
 
 
@@ -484,9 +576,6 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     try:
         rows = run_parity(args.path)
-    except NotImplementedMethod as err:
-        print(f"parity: NOT IMPLEMENTED {err}")
-        return 2
     except Exception as err:  # report any failure on the last line, as promised
         traceback.print_exc()
         print(f"parity: FAIL error: {type(err).__name__}: {err}")

@@ -160,6 +160,12 @@ class ClipTrainer(Trainer):
         super().run_epoch()
         self.method.after_epoch(self.model, self.epoch)
 
+    def training_state(self):
+        return self.method.training_state()
+
+    def load_training_state(self, state, path):
+        self.method.load_training_state(state, path)
+
     def load_model(self, directory, epoch=None, best=False):
         """Also reads run directories of the method's authors' code."""
         if not directory:

@@ -1,8 +1,20 @@
 """CoOp: learnable text context, frozen CLIP (Zhou et al., IJCV 2022)."""
 
+from engine.config import accept_types
 from engine.registry import TRAINER_REGISTRY
 from models.coop import CoOpModel
 from trainers.method import TEXT_PROMPT_KEYS, Method
+
+# KgCoOp's and ProGrad's config files set TRAINER.COOP.CTX_INIT to a boolean: True starts the
+# context from their template, False from random values (``boolean_ctx_init``). CoOp's
+# meaning, the words to start from, stays that of a text (theirs reads any text as True).
+accept_types("TRAINER.COOP.CTX_INIT", str, bool)
+
+
+def boolean_ctx_init(cfg):
+    """(whether the context starts from the method's template, CoOp's init words or "")."""
+    init = cfg.TRAINER.COOP.CTX_INIT
+    return (init, "") if isinstance(init, bool) else (False, init)
 
 
 @TRAINER_REGISTRY.register()

@@ -18,12 +18,20 @@ from engine.config import (
 )
 from engine.randomness import initialisation
 from engine.registry import TRAINER_REGISTRY
+from engine.trainer import START_AGAIN
 from models.clip_loader import input_resolution, load_clip
 from models.settings import TextPromptCfg
 from models.speed import Speed, apply_speed
 from models.templates import dataset_template
 from models.zeroshot import ZeroShotClassifier
 from scripts.naming import context_length
+from trainers.knowledge import (
+    REGULARIZER_KEYS,
+    aggregation,
+    anchor_templates,
+    projected_step,
+)
+from trainers.knowledge import attach as attach_regularizer
 from trainers.original_checkpoints import read_trained_states
 from trainers.settings import ConfigKeys, named_keys
 
@@ -142,6 +150,9 @@ class Method:
     # The key of the precision mode (engine/precision.py); a method with a key of its own
     # (its authors', e.g. TRAINER.MAPLE.PREC) lets "" there mean TRAINER.COOP.PREC.
     precision_key = SHARED_PRECISION_KEY
+    # The keys of the knowledge-preserving regularisers (trainers/knowledge.py): the shared
+    # block, or a paper method's own (its authors' keys).
+    regularizer_keys = REGULARIZER_KEYS
     # Whether a run trains (False: every run evaluates, as zero-shot CLIP's).
     trains = True
     # Whether CTX_INIT's words set the number of context vectors, as in CoOp (IVLP and MaPLe
@@ -153,8 +164,10 @@ class Method:
     def __init__(self, cfg):
         self.cfg = cfg
         self.speed = speed_from_cfg(cfg)
-        with named_keys(*self.config_keys):
+        with named_keys(self.regularizer_keys, *self.config_keys):
             self.read_settings(cfg)
+            self.regularizer_cfg = self.regularizer_keys.read(cfg)
+        self.aggregation = None
 
     @property
     def name(self):
@@ -195,10 +208,19 @@ class Method:
 
     def build_model(self, clip_model, classnames, template):
         """The model, its random initial values drawn from the run's ``init`` stream
-        (engine/randomness.py), the same under both engines."""
+        (engine/randomness.py), the same under both engines, with the regularisers asked for
+        (``regularizer_keys``)."""
         with named_keys(*self.config_keys), initialisation(self.cfg):
             model = self.create_model(clip_model, classnames, template)
+        templates = self.regularizer_templates(template)
+        model = attach_regularizer(model, self.regularizer_cfg, clip_model, classnames, templates)
+        self.aggregation = aggregation(self.regularizer_cfg, self.cfg.OPTIM.MAX_EPOCH)
         return apply_speed(model, self.speed)
+
+    def regularizer_templates(self, template):
+        """The hand-crafted templates the regularisers compare with, for a dataset whose
+        template is ``template``."""
+        return anchor_templates(self.cfg, template)
 
     def create_model(self, clip_model, classnames, template):
         raise NotImplementedError
@@ -220,7 +242,10 @@ class Method:
         with step.autocast():
             output = step.model(step.images)
             loss, parts = self.loss(step.module, output, step.labels, step.epoch)
-        step.backward_and_step(loss)
+        if self.regularizer_cfg.projection:
+            projected_step(step, output, loss, self.regularizer_cfg.projection)
+        else:
+            step.backward_and_step(loss)
         return step_summary(loss, parts, output.logits, step.labels)
 
     def loss(self, model, output, labels, epoch):
@@ -229,7 +254,27 @@ class Method:
 
     def after_epoch(self, model, epoch):
         """Hook: at the end of each training epoch (0-based ``epoch``), after the schedules
-        stepped and before the checkpoint is written (e.g. averaging prompts over epochs)."""
+        stepped and before the checkpoint is written (e.g. averaging prompts over epochs):
+        PromptSRC's aggregation when it is on."""
+        if self.aggregation is not None:
+            self.aggregation.after_epoch(epoch, model.learnable_state_dict())
+
+    def training_state(self):
+        """What the method accumulates over the epochs, saved with each checkpoint so that a
+        resumed run goes on with it (None: nothing): the aggregation's running sum."""
+        return None if self.aggregation is None else self.aggregation.state_dict()
+
+    def load_training_state(self, state, path):
+        """Go on from ``training_state`` saved in the checkpoint ``path`` (None: none)."""
+        if self.aggregation is None:
+            return
+        if state is None:
+            raise ValueError(
+                f"The checkpoint '{path}' holds no running sum of the Gaussian prompt "
+                f"aggregation (written before it was saved), so this run cannot resume: "
+                f"{START_AGAIN}."
+            )
+        self.aggregation.load_state_dict(state)
 
     # ---- trained runs ----------------------------------------------------------------------
     def read_trained_run(self, directory, modules, epoch=None, best=False):

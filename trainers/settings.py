@@ -27,28 +27,34 @@ def _node_and_leaf(cfg, key, create=False):
 
 
 class ConfigKeys:
-    """``settings_type``'s fields and the config keys they are read from."""
+    """``settings_type``'s fields and the config keys they are read from. ``fixed``: the
+    values of fields that no key holds (a method that reads only some of them from its
+    authors' keys); with it, a field neither keyed nor fixed keeps its default."""
 
-    def __init__(self, settings_type, **keys):
+    def __init__(self, settings_type, fixed=None, **keys):
         names = [f.name for f in dataclasses.fields(settings_type)]
-        if sorted(keys) != sorted(names):
-            raise TypeError(f"{settings_type.__name__}: keys for {sorted(keys)}, fields {names}")
+        given = sorted([*keys, *(fixed or {})])
+        if (given != sorted(names)) if fixed is None else not set(given) <= set(names):
+            raise TypeError(f"{settings_type.__name__}: keys for {given}, fields {names}")
         self.settings_type = settings_type
         self.keys = keys
+        self.fixed = fixed or {}
 
-    def declare(self, cfg):
-        """Add the keys to ``cfg`` with the dataclass defaults (in an ``extend_cfg``)."""
-        defaults = self.settings_type()
+    def declare(self, cfg, **defaults):
+        """Add the keys to ``cfg`` (in an ``extend_cfg``) with the dataclass defaults, or
+        ``defaults`` by field (e.g. the authors' defaults of their keys)."""
+        dataclass_defaults = self.settings_type()
         for name, key in self.keys.items():
             node, leaf = _node_and_leaf(cfg, key, create=True)
-            node[leaf] = getattr(defaults, name)
+            node[leaf] = defaults.get(name, getattr(dataclass_defaults, name))
 
-    def read(self, cfg):
-        """The settings held by ``cfg``; a bad value raises ``ValueError`` naming its key."""
-        values = {}
+    def read(self, cfg, **read_otherwise):
+        """The settings held by ``cfg`` (``read_otherwise``: fields whose key the caller read
+        itself); a bad value raises ``ValueError`` naming its key."""
+        values = dict(self.fixed)
         for name, key in self.keys.items():
             node, leaf = _node_and_leaf(cfg, key)
-            values[name] = node[leaf]
+            values[name] = read_otherwise.get(name, node[leaf])
         with named_keys(self):
             return self.settings_type(**values)
 
