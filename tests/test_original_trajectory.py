@@ -22,10 +22,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from tools.original_code import default_original_dir, original_unavailable
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-ORIGINAL_DIR = Path(os.environ.get("DPT_ORIGINAL_DIR", REPO.parent / "DPT"))
+ORIGINAL_DIR = default_original_dir()
 METHODS = ("DPT", "VLP")
 SEED = 1
 EPOCHS = 6
@@ -67,11 +69,9 @@ def dassl_engine_or_skip():
 
 
 def original_dir_or_skip():
-    if not (ORIGINAL_DIR / "trainers" / "DPT.py").is_file():
-        pytest.skip(
-            f"the original DPT code (github fanrena/DPT, commit 11fef90) is not at "
-            f"{ORIGINAL_DIR}: clone it there or set DPT_ORIGINAL_DIR to its checkout"
-        )
+    reason = original_unavailable(ORIGINAL_DIR)
+    if reason:
+        pytest.skip(reason)
     return ORIGINAL_DIR
 
 

@@ -20,79 +20,12 @@ The original code is imported from its own folder and run unchanged, except for 
 
 import argparse
 import importlib
-import importlib.machinery
-import importlib.util
 import os
-import sys
 
 import torch
-import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
-
-def install_package(name, directory):
-    """Import ``directory`` as the top-level package ``name``, ahead of anything on sys.path
-    under that name (the original's ``trainers`` has no ``__init__.py``)."""
-    init = os.path.join(directory, "__init__.py")
-    if os.path.exists(init):
-        spec = importlib.util.spec_from_file_location(
-            name, init, submodule_search_locations=[directory]
-        )
-    else:
-        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
-        spec.submodule_search_locations = [directory]
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    if spec.loader is not None:
-        spec.loader.exec_module(module)
-    return module
-
-
-class FloatTargetCrossEntropy:
-    """``torch.nn.functional`` whose ``cross_entropy`` casts probability targets to the
-    logits' dtype. The original's CAVPT loss passes float16 one-hot targets, which half
-    precision logits accept and float32 logits do not; one-hot values are exact in both."""
-
-    def __getattr__(self, name):
-        return getattr(F, name)
-
-    @staticmethod
-    def cross_entropy(logits, target, *args, **kwargs):
-        if target.is_floating_point():
-            target = target.to(logits.dtype)
-        return F.cross_entropy(logits, target, *args, **kwargs)
-
-
-def adapt_original(module, clip_package, template):
-    """Patch the original trainer module (``trainers.DPT`` or ``trainers.VLP``) from outside:
-
-    - ``load_clip_to_cpu`` builds CLIP from MODEL.BACKBONE.NAME, a local OpenAI-layout state
-      dict (the tiny CLIP), with the original's ``clip.build_model``, instead of looking the
-      name up in ``clip._MODELS`` and downloading it;
-    - the dataset's template is added to ``CUSTOM_TEMPLATES`` (it lists CoOp's datasets only);
-    - DPT: CAVPT (``extractor``), which the original always casts to float16, is cast back to
-      float32 under PREC fp32 (it fails at fp32 otherwise), and its auxiliary loss's float16
-      targets are cast to the logits' dtype (``FloatTargetCrossEntropy``).
-    """
-
-    def load_clip_to_cpu(cfg):
-        state_dict = torch.load(cfg.MODEL.BACKBONE.NAME, map_location="cpu", weights_only=True)
-        return clip_package.clip.build_model(state_dict)
-
-    module.load_clip_to_cpu = load_clip_to_cpu
-    module.CUSTOM_TEMPLATES[template[0]] = template[1]
-    if not hasattr(module, "CAVPT"):
-        return
-    trainer_type = module.DPT
-    build_model = trainer_type.build_model
-
-    def build_model_fp32_cavpt(self):
-        build_model(self)
-        if self.cfg.TRAINER.COOP.PREC == "fp32":
-            self.model.image_encoder.transformer.extractor.float()
-
-    trainer_type.build_model = build_model_fp32_cavpt
-    module.F = FloatTargetCrossEntropy()
+from tools.original_code import adapt_original, install_package
 
 
 def learnable_state(trainer):

@@ -1,10 +1,12 @@
-"""Speed and memory of the plain path (what the original DPT code computes) and our fast path.
+"""Speed and memory of our fast path beside the original DPT code, a plain path that computes
+what it computes, and the least a DPT step can cost.
 
     python tools/benchmark.py [--backbone ViT-B/32] [--classes 100] [--eval-classes 1000]
         [--batch 8] [--methods CoOp DPT] [--reps 3] [--device cpu|cuda] [--prec auto]
+        [--original-dir ../DPT]
 
 CLIP is built with the real architecture and random weights (nothing is downloaded). For each
-method and class count both paths run in the same process, alternating, ``--reps`` times after
+method and class count all paths run in the same process, alternating, ``--reps`` times after
 ``--warmup`` rounds; the table gives medians and ratios:
 - train step: forward, loss (DPT: with the guidance terms of the first PRETRAIN.C epochs),
   backward and the optimiser steps, in seconds;
@@ -13,10 +15,20 @@ method and class count both paths run in the same process, alternating, ``--reps
 - evaluation: images/s over ``--eval-batches`` batches, text features included (cached ones
   are dropped before every evaluation, so each pays for them once).
 Speed ratios are the medians of the rounds' ratios (each round's pair runs close in time).
-Plain path: the 77-token text encoder in every step and every test batch,
-``nn.MultiheadAttention``, the original's precision (fp16 on CUDA, fp32 on the CPU). Fast path:
-this project's defaults (``TRAINER.SPEED``, ``TRAINER.COOP.PREC auto``), changed by ``--prec``,
-``--compile`` and ``--checkpoint-text``.
+Paths:
+- original (DPT): the authors' code from its checkout (``tools/original_code.py``; skipped
+  with the reason when it or Dassl is missing): its model, its ``forward_backward`` (with
+  Dassl's optimiser steps) and ``model_inference``, in its precision (fp16 on CUDA; on the
+  CPU fp32, with CAVPT cast back to float32 as the trajectory test does);
+- plain: our models computing what the original computes: the 77-token text encoder in every
+  step and every test batch, ``nn.MultiheadAttention``, the original's precision;
+- fast: this project's defaults (``TRAINER.SPEED``, ``TRAINER.COOP.PREC auto``), changed by
+  ``--prec``, ``--compile`` and ``--checkpoint-text``;
+- least (DPT): the two image-encoder passes that DPT needs and nothing else (no text tower,
+  CAVPT or loss terms), with the fast path's encoder and precision: a frozen forward, and a
+  forward with as many prompt tokens per block as DPT appends (learnable, shared by the batch)
+  plus its backward and an SGD step; in evaluation both forwards. The fast path's multiple of
+  it is what DPT's text prompt, CAVPT and losses cost above the image work.
 """
 
 import argparse
@@ -41,10 +53,17 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     from clip.model import CLIP  # noqa: E402
 
+import trainers  # noqa: E402, F401 (the trainers' config keys, for the original's config)
+from engine.config import setup_cfg  # noqa: E402
 from engine.precision import MixedPrecision, resolve_precision  # noqa: E402
 from models import CoOpModel, DPTModel  # noqa: E402
 from models.clip_loader import cast_clip  # noqa: E402
 from models.speed import PLAIN, Speed, apply_speed  # noqa: E402
+from tools.original_code import (  # noqa: E402
+    default_original_dir,
+    original_dpt_trainer,
+    original_unavailable,
+)
 
 
 def clip_architecture(patch, layers=12, width=768, embed_dim=512, text_width=512):
@@ -71,13 +90,19 @@ ARCHITECTURES = {
 # Class names of one to four common words (one BPE token each), as in real datasets.
 WORDS = "red small garden house wild sea black mountain river golden tree bird dog cat fish"
 TEMPLATE = "a photo of a {}."
+# The original's launch setting (its values are our models' defaults); a dataset whose
+# template in the original is TEMPLATE.
+ORIGINAL_CONFIG = ROOT / "configs" / "trainers" / "DPT" / "vit_b32.yaml"
+ORIGINAL_DATASET = "Caltech101"
+ORIGINAL_PRECISIONS = ("fp16", "fp32")  # its amp steps one optimiser of three
 
 
 @dataclasses.dataclass
 class BenchPath:
-    name: str
-    speed: Speed
+    name: str  # original | plain | fast | least
     precision: str  # resolved
+    speed: Speed = PLAIN
+    methods: tuple = ("CoOp", "DPT")  # the methods this path runs
 
 
 def class_names(n):
@@ -168,20 +193,20 @@ def peak_memory(fn, device):
     return tracker.peak
 
 
-class Runner:
-    """One method at one class count on one path: a train step and an evaluation."""
+def sgd(parameters, lr=1e-3):
+    return torch.optim.SGD(
+        [p for p in parameters if p.requires_grad], lr=lr, momentum=0.9, weight_decay=5e-4
+    )
 
-    def __init__(self, method, clip_model, n_classes, path, device, lr=1e-3):
+
+class Runner:
+    """One method at one class count on one of our paths: a train step and an evaluation."""
+
+    def __init__(self, method, clip_model, n_classes, path, device):
         self.model = build_model(method, clip_model, n_classes, path, device)
         self.mixed_precision = MixedPrecision(path.precision, device)
         self.optims = [
-            torch.optim.SGD(
-                [p for p in module.parameters() if p.requires_grad],
-                lr=lr,
-                momentum=0.9,
-                weight_decay=5e-4,
-            )
-            for module in self.model.learnable_modules().values()
+            sgd(module.parameters()) for module in self.model.learnable_modules().values()
         ]
 
     def train_step(self, images, labels):
@@ -200,6 +225,83 @@ class Runner:
                 self.model(images).logits.float().argmax(1)
 
 
+class LeastRunner:
+    """DPT's two image-encoder passes alone, with the encoders of a fast-path ``DPTModel``:
+    the frozen one, and the prompted one with as many learnable tokens per block as DPT
+    appends (its deep visual prompt's, then K per CAVPT block)."""
+
+    def __init__(self, model, precision, device):
+        self.frozen = model.zeroshot.encoder
+        self.prompted = model.image_encoder
+        n_vpt, n_tokens, width = model.visual_prompt.tokens.shape
+        counts = [n_tokens] * n_vpt + [model.top_k] * (self.prompted.n_layers - n_vpt)
+        self.prompts = torch.nn.ParameterList(
+            torch.nn.Parameter(torch.zeros(n, width, device=device)) for n in counts
+        )
+        self.mixed_precision = MixedPrecision(precision, device)
+        self.optims = [sgd(self.prompts.parameters())]
+
+    def _block_prompts(self, block, sequence):
+        return self.prompts[block][:, None].expand(-1, sequence.shape[1], -1)
+
+    def train_step(self, images, labels):
+        with self.mixed_precision.autocast():
+            with torch.no_grad():
+                self.frozen(images)
+            loss = self.prompted(images, self._block_prompts).float().square().mean()
+        self.mixed_precision.backward_and_step(loss, self.optims)
+
+    @torch.no_grad()
+    def evaluate(self, batches):
+        for images in batches:
+            with self.mixed_precision.autocast():
+                self.frozen(images)
+                self.prompted(images, self._block_prompts).float().argmax(1)
+
+
+class OriginalRunner:
+    """The original DPT code's trainer: its train step and its inference per test batch.
+    ``config_file`` holds its settings (default: its launch script's)."""
+
+    def __init__(self, clip_model, n_classes, precision, device, original_dir,
+                 config_file=ORIGINAL_CONFIG):  # fmt: skip
+        size = clip_model.visual.input_resolution
+        opts = ["DATASET.NAME", ORIGINAL_DATASET, "TRAINER.COOP.PREC", precision]
+        opts += ["INPUT.SIZE", (size, size)]
+        cfg = setup_cfg(argparse.Namespace(config_file=str(config_file), opts=opts))
+        state_dict = clip_model.state_dict()
+        names = class_names(n_classes)
+        self.trainer = original_dpt_trainer(original_dir, cfg, names, state_dict, device)
+
+    def train_step(self, images, labels):
+        """One step of its training loop; its loss."""
+        self.trainer.set_model_mode("train")
+        return self.trainer.forward_backward({"img": images, "label": labels})["loss"]
+
+    @torch.no_grad()
+    def evaluate(self, batches):
+        self.trainer.set_model_mode("eval")
+        for images in batches:
+            self.trainer.model_inference(images).float().argmax(1)
+
+
+def build_runners(method, clip_model, n_classes, paths, device, original_dir):
+    """``{path name: runner}`` for the paths that run ``method`` (least after fast)."""
+    runners = {}
+    for path in paths:
+        if method not in path.methods:
+            continue
+        if path.name == "original":
+            runners[path.name] = OriginalRunner(
+                clip_model, n_classes, path.precision, device, original_dir
+            )
+        elif path.name == "least":
+            runners[path.name] = LeastRunner(runners["fast"].model, path.precision, device)
+        else:
+            runners[path.name] = Runner(method, clip_model, n_classes, path, device)
+    return runners
+
+
 def alternate(paths, n_rounds, warmup, measure):
     """``measure(path)`` for each path per round, alternating the order; the values of the
     rounds after ``warmup``, by path name."""
@@ -212,16 +314,30 @@ def alternate(paths, n_rounds, warmup, measure):
     return results
 
 
-def time_row(measure, plain, fast):
-    """Medians of both paths' times and the median of the rounds' speed-ups: each round's
-    pair runs close in time, which keeps the ratio steady when other load comes and goes."""
-    speedups = [p / f for p, f in zip(plain, fast, strict=True)]
+def round_ratio(times, numerator, denominator):
+    """The median over the rounds of one path's time over another's: each round's paths run
+    close in time, which keeps the ratio steady when other load comes and goes."""
+    if numerator not in times or denominator not in times:
+        return None
+    pairs = zip(times[numerator], times[denominator], strict=True)
+    return statistics.median(n / d for n, d in pairs)
+
+
+def ratios(times):
+    """The fast path against the others: (vs original, vs plain) as speed-ups, and its
+    multiple of the least; None where a path did not run."""
     return (
-        measure,
-        statistics.median(plain),
-        statistics.median(fast),
-        f"{statistics.median(speedups):.2f}x faster",
+        round_ratio(times, "original", "fast"),
+        round_ratio(times, "plain", "fast"),
+        round_ratio(times, "fast", "least"),
     )
+
+
+def memory_ratios(memory):
+    def ratio(other):
+        return memory["fast"] / memory[other] if other in memory else None
+
+    return ratio("original"), ratio("plain"), ratio("least")
 
 
 def bench_one(args, method, clip_model, n_classes, train, paths, device):
@@ -236,7 +352,8 @@ def bench_one(args, method, clip_model, n_classes, train, paths, device):
         for _ in range(args.eval_batches)
     ]
     n_eval = eval_batch * args.eval_batches
-    runners = {path.name: Runner(method, clip_model, n_classes, path, device) for path in paths}
+    runners = build_runners(method, clip_model, n_classes, paths, device, args.original_dir)
+    paths = [path for path in paths if path.name in runners]
     rows = []
     if train:
 
@@ -244,23 +361,51 @@ def bench_one(args, method, clip_model, n_classes, train, paths, device):
             return timed(lambda: runners[path.name].train_step(images, labels), device)
 
         times = alternate(paths, args.reps, args.warmup, step)
-        rows.append(time_row("train step (s)", times["plain"], times["fast"]))
-        memory = [
-            peak_memory(lambda p=path: runners[p.name].train_step(images, labels), device) / 2**20
+        medians = {name: statistics.median(values) for name, values in times.items()}
+        rows.append(("train step (s)", medians, ratios(times)))
+        memory = {
+            path.name: peak_memory(
+                lambda p=path: runners[p.name].train_step(images, labels), device
+            )
+            / 2**20
             for path in paths
-        ]
-        rows.append(("train step peak memory (MiB)", *memory, f"{memory[1] / memory[0]:.2f}x"))
+        }
+        rows.append(("train step peak memory (MiB)", memory, memory_ratios(memory)))
 
     def evaluation(path):
         return timed(lambda: runners[path.name].evaluate(eval_batches), device)
 
     times = alternate(paths, args.reps, args.warmup, evaluation)
-    plain, fast, ratio = time_row("", times["plain"], times["fast"])[1:]
-    rows.append((f"eval of {n_eval} images (images/s)", n_eval / plain, n_eval / fast, ratio))
+    speed = {name: n_eval / statistics.median(values) for name, values in times.items()}
+    rows.append((f"eval of {n_eval} images (images/s)", speed, ratios(times)))
     return rows
 
 
-def describe(path, n_ctx=16):
+PATH_NAMES = ("original", "plain", "fast", "least")
+
+
+def table_row(method, n_classes, measure, values, path_ratios):
+    """A markdown row: each path's value, then the fast path's ratios (speed-ups against
+    the original and the plain path, multiple of the least; for memory all three are
+    fast / other)."""
+    cells = [f"{values[name]:.3g}" if name in values else "—" for name in PATH_NAMES]
+    memory = "memory" in measure
+    ratio_cells = []
+    for kind, ratio in zip(("vs", "vs", "of"), path_ratios):
+        if ratio is None:
+            ratio_cells.append("—")
+        elif memory or kind == "of":
+            ratio_cells.append(f"{ratio:.2f}x")
+        else:
+            ratio_cells.append(f"{ratio:.2f}x faster")
+    return f"| {method} | {n_classes} | {measure} | " + " | ".join(cells + ratio_cells) + " |"
+
+
+def describe(path):
+    if path.name == "original":
+        return f"{path.precision}, the authors' code (github fanrena/DPT) from its checkout"
+    if path.name == "least":
+        return f"{path.precision}, DPT's two image-encoder passes alone (no text work)"
     speed = path.speed
     text = "text up to the last EOS" if speed.truncate_text else "77-token text"
     if speed.shared_text_prefix:
@@ -315,6 +460,11 @@ def build_parser():
         help="fast path with text-tower activation checkpointing",
     )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--original-dir",
+        default=str(default_original_dir()),
+        help="checkout of the original DPT code (default: DPT_ORIGINAL_DIR or ../DPT)",
+    )
     return parser
 
 
@@ -323,12 +473,21 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    plain_prec = args.plain_prec or ("fp16" if device.type == "cuda" else "fp32")
+    plain_prec = resolve_precision(
+        args.plain_prec or ("fp16" if device.type == "cuda" else "fp32"), device
+    )
+    fast_prec = resolve_precision(args.prec, device)
     fast_speed = Speed(checkpoint_text=args.checkpoint_text, compile=args.compile)
     paths = [
-        BenchPath("plain", PLAIN, resolve_precision(plain_prec, device)),
-        BenchPath("fast", fast_speed, resolve_precision(args.prec, device)),
+        BenchPath("plain", plain_prec),
+        BenchPath("fast", fast_prec, fast_speed),
+        BenchPath("least", fast_prec, fast_speed, methods=("DPT",)),
     ]
+    no_original = original_unavailable(args.original_dir)
+    if plain_prec not in ORIGINAL_PRECISIONS:
+        no_original = f"the original code runs {' or '.join(ORIGINAL_PRECISIONS)} only"
+    if not no_original:
+        paths.insert(0, BenchPath("original", plain_prec, methods=("DPT",)))
     torch.manual_seed(0)
     clip_model = CLIP(**ARCHITECTURES[args.backbone]).float().eval().requires_grad_(False)
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -339,16 +498,18 @@ def main(argv=None):
     )
     for path in paths:
         print(f"# {path.name}: {describe(path)}")
-    print("\n| method | classes | measure | plain | fast | fast vs plain (median) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    if no_original:
+        print(f"# original: not run ({no_original})")
+    header = [*PATH_NAMES, "fast vs original", "fast vs plain", "fast / least"]
+    print("\n| method | classes | measure | " + " | ".join(header) + " |")
+    print("| --- " * (3 + len(header)) + "|")
     jobs = [(n, True) for n in args.classes] + [(n, False) for n in args.eval_classes]
     for method in args.methods:
         for n_classes, train in jobs:
-            for measure, plain, fast, ratio in bench_one(
+            for measure, values, path_ratios in bench_one(
                 args, method, clip_model, n_classes, train, paths, device
             ):
-                row = f"| {method} | {n_classes} | {measure} | {plain:.3g} | {fast:.3g} | {ratio} |"
-                print(row, flush=True)
+                print(table_row(method, n_classes, measure, values, path_ratios), flush=True)
     return 0
 
 
