@@ -213,7 +213,10 @@ class MethodTrainer(TrainerX):
             print("Zero-shot CLIP:")
             baseline = self.evaluate_zeroshot_baseline()
             self.extra_results["zeroshot_accuracy"] = baseline
-        super().train()
+        if self.method.fits_in_one_go:
+            self.method.fit(self)
+        else:
+            super().train()
         if baseline is not None and self.final_accuracy is not None:
             print(
                 f"Zero-shot CLIP: {baseline:.1f}% -> {self.cfg.TRAINER.NAME}: "

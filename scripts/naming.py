@@ -38,7 +38,8 @@ def shown(path):
 def setting(cfg):
     """The ``<setting>`` folder of a run: CoOp's ``nctx<N>_csc<CSC>_ctp<POSITION>`` for the
     text prompt, ``_vctx<N>`` added for VLP and DPT's visual prompt, ``vctx<N>`` for VPT,
-    ``nctx<N>_ctxinit<bool>`` for CoCoOp, ``zeroshot`` for zero-shot CLIP; ``_epochs<S>x``
+    ``nctx<N>_ctxinit<bool>`` for CoCoOp, ``zeroshot`` for zero-shot CLIP, ``lpclip_steps<N>``
+    for the linear probe; ``_epochs<S>x``
     added for a schedule scaled by OPTIM.EPOCH_SCALE S."""
     name = _prompt_setting(cfg)
     scale = cfg.OPTIM.EPOCH_SCALE
@@ -49,6 +50,8 @@ def _prompt_setting(cfg):
     trainer = cfg.TRAINER.NAME
     if trainer == "ZeroshotCLIP":
         return "zeroshot"
+    if trainer == "LinearProbe":
+        return f"lpclip_steps{cfg.TRAINER.LINEAR_PROBE.SEARCH_STEPS}"
     if trainer == "VPT":
         return f"vctx{cfg.TRAINER.VPT.N_CTX}"
     if trainer == "CoCoOp":

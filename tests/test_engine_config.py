@@ -100,7 +100,7 @@ def test_digest_changes_with_config():
     assert cfg_digest(a) != cfg_digest(b)
 
 
-TRAINER_MODULES = ["zsclip", "coop", "cocoop", "vpt", "vlp", "dpt", "builtin"]
+TRAINER_MODULES = ["zsclip", "coop", "cocoop", "vpt", "vlp", "dpt", "linear_probe", "builtin"]
 
 
 @pytest.mark.slow

@@ -146,20 +146,24 @@ class ClipTrainer(Trainer):
 
     def train(self):
         if self.zeroshot_baseline is None:
-            return super().train()
+            return self.run_training()
         baseline = self.evaluate_zeroshot(
             lambda images: self.zeroshot_baseline(images).logits,
             [self.template],
             what="zero-shot CLIP",
         )
         self.extra_results["zeroshot_accuracy"] = baseline["accuracy"]
-        results = super().train()
+        results = self.run_training()
         if results is not None:
             print(
                 f"Zero-shot CLIP: {baseline['accuracy']:.1f}% -> {self.cfg.TRAINER.NAME}: "
                 f"{results['accuracy']:.1f}% on the {self.cfg.TEST.SPLIT} split"
             )
         return results
+
+    def run_training(self):
+        """The loop of steps, or the method's own fit."""
+        return self.method.fit(self) if self.method.fits_in_one_go else super().train()
 
     def load_model(self, directory, epoch=None, best=False):
         """Also reads run directories of the original DPT code (detected by their folders)."""

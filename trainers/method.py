@@ -123,6 +123,9 @@ class Method:
     epoch_keys = ("OPTIM.WARMUP_EPOCH",)
     # Keys of ``config_keys`` that only the training loss reads (not the model).
     training_only_keys = ()
+    # Trained by one ``fit(trainer)`` (e.g. the linear probe's closed-form classifier) instead
+    # of the engine's loop of steps.
+    fits_in_one_go = False
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -158,6 +161,11 @@ class Method:
         return apply_speed(model, self.speed)
 
     def create_model(self, clip_model, classnames, template):
+        raise NotImplementedError
+
+    def fit(self, trainer):
+        """With ``fits_in_one_go``: train ``trainer.model`` (either engine's trainer), save
+        it and evaluate it; return what the engine's ``train`` returns."""
         raise NotImplementedError
 
     def zeroshot_templates(self, template):
