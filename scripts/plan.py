@@ -20,9 +20,6 @@ from scripts.spec import REPO, config_name, dataset_config
 
 TRAIN = os.path.join(REPO, "train.py")
 EVAL_ONLY_TRAINERS = {"ZeroshotCLIP"}  # nothing to train: every step evaluates
-# A weight row per class fitted: they classify only those classes (or a subset), so
-# base-to-new tests them on the base classes only and cross-dataset on ImageNet's variants.
-CLOSED_SET_TRAINERS = {"LinearProbe"}
 ZEROSHOT_CACHE = ".zeroshot_cache"  # below the sweep's output (hidden from the parser)
 
 
@@ -173,7 +170,7 @@ class Planner:
         flags = self.flags(trainer)
         steps = [self.step(train_dir, self.argv(trainer, dataset, config, seed, train_dir, flags,
                                                 opts("base")))]  # fmt: skip
-        if trainer not in CLOSED_SET_TRAINERS:
+        if trainer not in naming.CLOSED_SET_TRAINERS:
             flags = self.flags(trainer, train_dir)
             argv = self.argv(trainer, dataset, config, seed, test_dir, flags, opts("new"))
             steps.append(self.step(test_dir, argv))
@@ -183,7 +180,7 @@ class Planner:
         train_step, setting = self.fewshot_step(trainer, self.spec.source, config, shots, seed)
         steps = [train_step]
         for target in self.spec.datasets:
-            if trainer in CLOSED_SET_TRAINERS and target not in naming.DG_TARGETS:
+            if trainer in naming.CLOSED_SET_TRAINERS and target not in naming.DG_TARGETS:
                 continue
             out = naming.cross_dir(self.spec.output, target, trainer, config_name(config), shots,
                                    setting, seed)  # fmt: skip

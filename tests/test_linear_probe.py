@@ -14,9 +14,13 @@ import torch
 
 import train
 from engine.config import get_cfg_default
+from scripts import parse_results
+from scripts.naming import base2new_dir
 from scripts.plan import Planner
+from scripts.results import summarize
 from scripts.spec import Spec
 from tests.run_fixtures import REPO
+from tests.test_results_parse import row_of, write_ours
 from trainers import logistic_search
 from trainers.linear_probe import LinearProbe
 from trainers.logistic_search import search
@@ -187,6 +191,25 @@ def test_dassl_engine_gives_the_same_probe(toy_runs):
     tmp, runs = toy_runs
     out = tmp / "dassl"
     assert train.cli(toy_argv(tmp / "data", out, engine="dassl")) in (0, None)
-    assert results(out) == results(runs["first"])
+    dassl, builtin = results(out), results(runs["first"])
+    same = ("accuracy", "total", "correct", "linear_probe_c", "linear_probe_val_accuracy")
+    assert {k: dassl[k] for k in same} == {k: builtin[k] for k in same}
     a, b = head(out), head(runs["first"])
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_base_to_new_table_gives_the_probe_its_base_accuracy_only(tmp_path):
+    out = str(tmp_path / "output")
+    for seed, (base, new) in enumerate([(80, 50), (82, 54)], start=1):
+        for stage, accuracy in (("train_base", base), ("test_new", new)):
+            path = base2new_dir(out, stage, "dtd", "CoOp", "vit_b16", 16, "nctx16", seed)
+            write_ours(path, accuracy)
+        write_ours(base2new_dir(out, "train_base", "dtd", "LinearProbe", "vit_b16", 16,
+                                "lpclip_steps8", seed), base + 5)  # fmt: skip
+    summary = summarize(parse_results.collect([out]))
+    assert summary.incomplete == []
+    probe = row_of(summary, trainer="LinearProbe")
+    assert (probe["base"], probe["n_seeds"]) == (86, 2) and "new" not in probe
+    assert row_of(summary, trainer="CoOp")["new"] == 52
+    report = parse_results.format_report(summary)
+    assert "LinearProbe" in report and "86.00 ± 1.00 | —" in report
