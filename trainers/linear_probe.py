@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine import distributed
 from engine.config import extend_cfg
 from engine.data.manager import build_data_loader
 from engine.data.transforms import build_transform
@@ -111,6 +112,11 @@ class LinearProbe(Method):
     def fit(self, trainer):
         """Fit the head, save it, evaluate on TEST.SPLIT; what the engine's ``train``
         returns (None with TEST.NO_TEST)."""
+        if distributed.is_distributed():
+            raise ValueError(
+                "LinearProbe is fitted in one process (its fit is not data-parallel): run "
+                "train.py without torchrun"
+            )
         start = time.time()
         dataset = trainer.dm.dataset
         if not dataset.val:
