@@ -227,10 +227,14 @@ class MethodTrainer(TrainerX):
         train_with_baseline(
             self.cfg,
             evaluate_baseline,
-            super().train,
+            self.run_training,
             lambda _: self.final_accuracy,
             self.extra_results,
         )
+
+    def run_training(self):
+        """Dassl's loop of epochs, or the method's own fit."""
+        return self.method.fit(self) if self.method.fits_in_one_go else super().train()
 
     @torch.no_grad()
     def test(self, split=None, write_results=True):

@@ -166,17 +166,21 @@ class Planner:
                                        config_name(config), shots, setting, seed)  # fmt: skip
 
         train_dir, test_dir = out("train_base"), out("test_new")
-        return Job([
-            self.step(train_dir, self.argv(trainer, dataset, config, seed, train_dir,
-                                           self.flags(trainer), opts("base"))),
-            self.step(test_dir, self.argv(trainer, dataset, config, seed, test_dir,
-                                          self.flags(trainer, train_dir), opts("new"))),
-        ])  # fmt: skip
+        flags = self.flags(trainer)
+        steps = [self.step(train_dir, self.argv(trainer, dataset, config, seed, train_dir, flags,
+                                                opts("base")))]  # fmt: skip
+        if trainer not in naming.CLOSED_SET_TRAINERS:
+            flags = self.flags(trainer, train_dir)
+            argv = self.argv(trainer, dataset, config, seed, test_dir, flags, opts("new"))
+            steps.append(self.step(test_dir, argv))
+        return Job(steps)
 
     def cross(self, trainer, config, shots, seed):
         train_step, setting = self.fewshot_step(trainer, self.spec.source, config, shots, seed)
         steps = [train_step]
         for target in self.spec.datasets:
+            if trainer in naming.CLOSED_SET_TRAINERS and target not in naming.DG_TARGETS:
+                continue
             out = naming.cross_dir(self.spec.output, target, trainer, config_name(config), shots,
                                    setting, seed)  # fmt: skip
             flags = self.flags(trainer, train_step.out_dir)

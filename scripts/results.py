@@ -19,7 +19,7 @@ import yaml
 
 from engine.config import describe_differences, result_differences
 from engine.rundir import CONFIG_FILE
-from scripts.naming import BASE2NEW, CROSS, DG, FEWSHOT, OTHER, RunId
+from scripts.naming import BASE2NEW, CLOSED_SET_TRAINERS, CROSS, DG, FEWSHOT, OTHER, RunId
 from scripts.runs import Run
 
 AVERAGE = "Average"
@@ -67,13 +67,18 @@ def _expected_missing(runs):
         for method in methods:
             _, trainer, config, setting, shots = method
             for dataset in sorted(datasets):
-                for measure in sorted(measures):
+                for measure in sorted(measures - _not_measured(protocol, trainer)):
                     for seed in sorted(seeds, key=lambda s: -1 if s is None else s):
                         run_id = RunId(protocol, dataset, trainer, config, shots, setting,
                                        seed, measure)  # fmt: skip
                         if run_id not in present:
                             missing.append(Run("", run_id, False, why="missing"))
     return missing
+
+
+def _not_measured(protocol, trainer):
+    """Measures a trainer has no runs of: a closed-set one (a linear probe) on new classes."""
+    return {"new"} if protocol == BASE2NEW and trainer in CLOSED_SET_TRAINERS else set()
 
 
 def _stats(values):
@@ -93,13 +98,16 @@ def _accuracy_row(values):
     return {"accuracy": mean, "accuracy_std": std, "n_seeds": n, "seeds": sorted(values)}
 
 
-def _base2new_row(base, new):
-    seeds = sorted(set(base) & set(new))
-    base = {s: base[s] for s in seeds}
-    new = {s: new[s] for s in seeds}
+def _base2new_row(base, new, base_only=False):
+    """Base, new and H over the seeds that have both; ``base_only`` (a closed-set trainer):
+    base alone, new and H left empty."""
+    seeds = sorted(set(base) if base_only else set(base) & set(new))
     if not seeds:
         return {"n_seeds": 0, "seeds": []}
-    b_mean, b_std, n = _stats(base)
+    b_mean, b_std, n = _stats({s: base[s] for s in seeds})
+    if base_only:
+        return {"base": b_mean, "base_std": b_std, "n_seeds": n, "seeds": seeds}
+    new = {s: new[s] for s in seeds}
     n_mean, n_std, _ = _stats(new)
     return {"base": b_mean, "base_std": b_std, "new": n_mean, "new_std": n_std,
             "H": harmonic_mean(b_mean, n_mean), "n_seeds": n, "seeds": seeds}  # fmt: skip
@@ -236,7 +244,9 @@ def summarize(runs):
             row = dict(zip(("protocol", "trainer", "config", "setting", "shots"), method))
             row["dataset"] = dataset
             if protocol == BASE2NEW:
-                row.update(_base2new_row(measures.get("base", {}), measures.get("new", {})))
+                base_only = bool(_not_measured(protocol, method[1]))
+                row.update(_base2new_row(measures.get("base", {}), measures.get("new", {}),
+                                         base_only))  # fmt: skip
             elif measures:
                 row.update(_accuracy_row(measures["accuracy"]))
             else:

@@ -151,7 +151,7 @@ class ClipTrainer(Trainer):
         return train_with_baseline(
             self.cfg,
             evaluate_baseline,
-            super().train,
+            self.run_training,
             lambda results: None if results is None else results["accuracy"],
             self.extra_results,
         )
@@ -165,6 +165,10 @@ class ClipTrainer(Trainer):
 
     def load_training_state(self, state, path):
         self.method.load_training_state(state, path)
+
+    def run_training(self):
+        """The loop of steps, or the method's own fit."""
+        return self.method.fit(self) if self.method.fits_in_one_go else super().train()
 
     def load_model(self, directory, epoch=None, best=False):
         """Also reads run directories of the method's authors' code."""

@@ -160,6 +160,9 @@ class Method:
     context_from_words = True
     # The folder of its config files below configs/trainers/ (None: the method's name).
     config_folder = None
+    # Trained by one ``fit(trainer)`` (e.g. the linear probe's closed-form classifier) instead
+    # of the engine's loop of steps.
+    fits_in_one_go = False
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -223,6 +226,11 @@ class Method:
         return anchor_templates(self.cfg, template)
 
     def create_model(self, clip_model, classnames, template):
+        raise NotImplementedError
+
+    def fit(self, trainer):
+        """With ``fits_in_one_go``: train ``trainer.model`` (either engine's trainer), save
+        it and evaluate it; return what the engine's ``train`` returns."""
         raise NotImplementedError
 
     def zeroshot_templates(self, template):
