@@ -40,8 +40,11 @@ def shown(path):
 
 def context_length(n_ctx, ctx_init):
     """The text context vectors a prompt learns: one per word of ``ctx_init`` when it is set
-    (underscores read as spaces, as CoOp counts them), else ``n_ctx``."""
-    return len(ctx_init.replace("_", " ").split()) if ctx_init else n_ctx
+    (underscores read as spaces, as CoOp counts them), else ``n_ctx`` (also for the boolean
+    CTX_INIT of KgCoOp and ProGrad, whose names say it)."""
+    if isinstance(ctx_init, str) and ctx_init:
+        return len(ctx_init.replace("_", " ").split())
+    return n_ctx
 
 
 def setting(cfg):
