@@ -177,6 +177,14 @@ def zeroshot_baselines(runs):
         run_id = replace(run.id, trainer=ZEROSHOT, config=backbone, setting=BASELINE_SETTING)
         baselines.setdefault(run_id, Run(run.path, run_id, True, run.zeroshot))
         values[run_id].add(round(run.zeroshot, 6))
+    measures = defaultdict(set)  # base-to-new: a baseline needs base and new (evaluations
+    for i in baselines:  # of a trained run record none, so new is often absent)
+        measures[replace(i, measure="")].add(i.measure)
+    baselines = {
+        i: run
+        for i, run in baselines.items()
+        if i.protocol != BASE2NEW or measures[replace(i, measure="")] >= {"base", "new"}
+    }
     warnings = [
         f"Warning: zero-shot CLIP ({i.config}) on {i.dataset}, {i.shots} shots, seed {i.seed}: "
         f"the runs measured {', '.join(f'{v:.2f}' for v in sorted(found))}; the table shows "
