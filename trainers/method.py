@@ -366,6 +366,8 @@ def context_notes(cfg):
     for keys in method_type.config_keys:
         if not {"n_ctx", "ctx_init"} <= set(keys.keys):
             continue
+        if not isinstance(get_value(cfg, keys.keys["ctx_init"]), str):
+            continue  # KgCoOp's and ProGrad's boolean: their run names say it
         settings = keys.read(cfg)
         length = context_length(settings.n_ctx, settings.ctx_init)
         if length != settings.n_ctx:
