@@ -314,3 +314,13 @@ def test_ctx_init_is_words_or_a_boolean_in_files_overrides_and_saved_configs(tmp
     cfg = setup_cfg(_args(config_file=path, trainer="CoOp"))
     with pytest.raises(ValueError, match="TRAINER.COOP.CTX_INIT must be the words"):
         method_for(cfg)
+
+
+@pytest.mark.parametrize("trainer", ["KgCoOp", "ProGrad"])
+def test_a_boolean_ctx_init_gets_no_word_count_note(trainer):
+    from trainers.method import context_notes
+
+    config = os.path.join(REPO, "configs", "trainers", trainer, "tiny.yaml")
+    cfg = setup_cfg(_args(trainer=trainer, config_file=config))
+    assert cfg.TRAINER.COOP.CTX_INIT is True
+    assert context_notes(cfg) == []
