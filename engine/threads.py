@@ -3,16 +3,12 @@ its data-loader workers, unless the user says otherwise) and how long idle ones 
 
 Why this matters on a shared machine: torch runs an operator on a team of OpenMP threads that
 meet at a barrier when it ends. By OpenMP's (libgomp's) default the threads that arrive first
-spin there for about 300,000 rounds (a few milliseconds); when other jobs occupy the cores, a
-thread of the team is often off its core, and its team mates spin, taking CPU time from the
-other jobs (which spin too when they are torch runs), until it runs again. With the tiny
-models' many small operators a 4-epoch DPT run on Toy took 4 minutes instead of 16 s next to a
-second such run, at 6 times its CPU time. Waiting threads that sleep at once
-(``OMP_WAIT_POLICY=PASSIVE``) never collapse under load, but make the idle case slow (each
-operator then waits for a sleeping thread to wake: the 40-epoch main job took 68-70 s instead
-of 43-48 s); a spin of 3,000 rounds first (``GOMP_SPINCOUNT``) keeps the idle time within 10%
-of the spinning and the loaded one within 30% of the sleeping waits (README, "Threads on
-shared CPUs"). So
+spin there for about 300,000 rounds; when other jobs occupy the cores, a thread of the team is
+often off its core, and its team mates spin, taking CPU time from the other jobs, until it runs
+again: the tiny models' many small operators then take many times their idle time. Waiting
+threads that sleep at once (``OMP_WAIT_POLICY=PASSIVE``) never collapse under load, but make
+each operator wait for a sleeping thread on idle cores; a spin of 3,000 rounds first
+(``GOMP_SPINCOUNT``) keeps most of both (measurements: docs/threads.md). So
 ``train.py`` sets ``OPENMP_WAITS`` before torch loads OpenMP, unless the environment sets
 either variable. The thread count is chosen here: from ``os.sched_getaffinity`` (the CPUs this
 process may use, which taskset, cgroups and SLURM restrict, not the machine's count), less the
