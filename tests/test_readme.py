@@ -11,13 +11,13 @@ or GPUs that are not here: its flags parsed and its config files and overrides m
 validated, as ``train.py`` does before any work); or *not run*, with the reason. A command no
 rule covers fails the test, naming its README line."""
 
+import importlib.util
 import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ FULL = os.environ.get("README_TEST_FULL", "") not in ("", "0")
 # Toy's trainings on a short schedule: the same commands, the same folders, 2 epochs.
 SHORT_TRAIN = " OPTIM.MAX_EPOCH 2"
 SHORT_SWEEP = " --shots 1 --seeds 1 --epoch-scale 0.01"
+HAVE_DASSL = importlib.util.find_spec("dassl") is not None
 MAIN_RUN = "output/toy/DPT/tiny_16shots/nctx4_cscFalse_ctpend_vctx10/seed1"
 
 
@@ -146,8 +147,9 @@ def test_readme_commands_on_data_that_is_not_here_are_valid(command, tmp_path, m
         args = benchmark.build_parser().parse_args(shlex.split(command.text)[2:])
         assert args.backbone == "ViT-B/32" and args.threads == 2
         return
-    cfg = check_train_command(train_argv(command.text, tmp_path), monkeypatch)
-    assert cfg.DATASET.ROOT == str(tmp_path)
+    data_root = str(tmp_path)
+    cfg = check_train_command(train_argv(command.text, data_root), monkeypatch)
+    assert data_root == cfg.DATASET.ROOT
 
 
 @pytest.fixture(scope="module")
@@ -226,9 +228,9 @@ def test_readme_walk_from_a_fresh_copy(fresh_copy):
         runs = [c for c in commands(block) if block.lang == "bash" and rule_for(c).how == "run"]
         if not runs:
             continue
-        if any(c.text.startswith("python train.py --engine dassl") for c in runs):
-            if not _have_dassl():
-                continue
+        dassl_run = any(c.text.startswith("python train.py --engine dassl") for c in runs)
+        if dassl_run and not HAVE_DASSL:
+            continue
         out = shell("\n".join(as_run_here(c) for c in runs), fresh_copy)
         printed[runs[0].text] = out
 
@@ -261,13 +263,5 @@ def test_readme_walk_from_a_fresh_copy(fresh_copy):
     summary = fresh_copy / "output/toy_comparison/summary/summary.csv"
     assert "DPT" in summary.read_text()
     assert (fresh_copy / "results/summary.csv").is_file()
-    if _have_dassl():
+    if HAVE_DASSL:
         assert (fresh_copy / "output/toy/DPT/tiny_dassl/results.json").is_file()
-
-
-def _have_dassl():
-    try:
-        import dassl  # noqa: F401
-    except ImportError:
-        return False
-    return True
