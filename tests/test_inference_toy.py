@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -131,24 +130,6 @@ def test_predict_gives_the_predictions_that_eval_only_scores(toy_run, tmp_path):
     cmat = confusion_matrix(toy_run.test_labels, predicted, 30)
     assert cmat.tolist() == evaluated["confusion_matrix"]
     assert evaluated["accuracy"] == toy_run.results["accuracy"]
-
-
-def readme_api_example():
-    readme = Path(REPO, "README.md").read_text()
-    section = readme.split("## Using a trained model", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
-
-
-def test_the_readme_api_example_runs(toy_run, capsys):
-    code = readme_api_example()
-    assert len([line for line in code.splitlines() if line.strip()]) == 7
-    main_job = "output/toy/DPT/tiny_16shots/nctx4_cscFalse_ctpend_vctx10/seed1"
-    assert main_job in code
-    code = code.replace(main_job, str(toy_run.run))
-    code = code.replace(".cache/data", str(toy_run.root))
-    exec(code, {})
-    printed = capsys.readouterr().out
-    assert printed.startswith("['red circle', 'blue star'] [('red circle', 0.")
 
 
 def test_api_takes_paths_pil_images_and_tensor_batches_alike(toy_run, classifier):
