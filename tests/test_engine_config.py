@@ -1,5 +1,6 @@
 import argparse
 import glob
+import json
 import os
 import pkgutil
 import subprocess
@@ -106,30 +107,54 @@ def test_digest_changes_with_config():
 TRAINER_MODULES = sorted(module.name for module in pkgutil.iter_modules(trainers.__path__))
 
 
+# Each child of one interpreter that has loaded torch (the slow import) but none of this
+# project: it loads one trainer module by path (the package's __init__ would import them all),
+# builds every registered trainer's settings, and exits with 0 or prints the error.
+IMPORT_ALONE = """
+import json, os, sys, traceback
+import torch, torchvision
+statuses = {}
+for module in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import importlib, types
+            pkg = types.ModuleType("trainers"); pkg.__path__ = ["trainers"]
+            sys.modules["trainers"] = pkg
+            importlib.import_module("trainers." + module)
+            from engine.config import get_cfg_default
+            from engine.registry import TRAINER_REGISTRY
+            cfg = get_cfg_default()
+            for name in TRAINER_REGISTRY.names():
+                TRAINER_REGISTRY.get(name)(cfg)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    statuses[module] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+print(json.dumps(statuses))
+"""
+
+
+@pytest.fixture(scope="module")
+def imported_alone():
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALONE, *TRAINER_MODULES],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1]), result.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("module", TRAINER_MODULES)
-def test_each_trainer_module_imports_alone_with_every_key_it_reads(module):
+def test_each_trainer_module_imports_alone_with_every_key_it_reads(module, imported_alone):
     """In a fresh interpreter, importing one trainer module declares every key its method
     reads: a run of that trainer alone does not depend on the package importing the others."""
-    code = (
-        f"import trainers.{module} as m\n"
-        "from engine.config import get_cfg_default\n"
-        "from engine.registry import TRAINER_REGISTRY\n"
-        "cfg = get_cfg_default()\n"
-        "for name in TRAINER_REGISTRY.names():\n"
-        "    TRAINER_REGISTRY.get(name)(cfg)\n"
-        "print(sorted(TRAINER_REGISTRY.names()))\n"
-    )
-    # The package's __init__ imports every module; load the one module by path instead.
-    bootstrap = (
-        "import importlib.util, sys, types\n"
-        "pkg = types.ModuleType('trainers'); pkg.__path__ = ['trainers']\n"
-        "sys.modules['trainers'] = pkg\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", bootstrap + code], cwd=REPO, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    statuses, errors = imported_alone
+    assert statuses[module] == 0, errors[-3000:]
 
 
 def test_every_config_block_has_one_owner():
