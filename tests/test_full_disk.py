@@ -20,7 +20,7 @@ from tests.run_fixtures import REPO, assert_identical, make_workspace, train_arg
 from tests.test_faults import CLASSES, OVERRIDES
 
 EXTRA = ("TEST.ZEROSHOT_BASELINE", "True", "TEST.PER_CLASS_RESULT", "True")
-SIZES = 5  # tmpfs sizes tried per engine, from 8 KiB to 90% of what the run leaves
+SIZES = 3  # tmpfs sizes tried per engine, from 8 KiB to 90% of what the run leaves
 
 
 def mount_allowed(folder):

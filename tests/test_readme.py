@@ -31,7 +31,7 @@ README = Path(REPO, "README.md")
 FULL = os.environ.get("README_TEST_FULL", "") not in ("", "0")
 # Toy's trainings on a short schedule: the same commands, the same folders, 2 epochs.
 SHORT_TRAIN = " OPTIM.MAX_EPOCH 2"
-SHORT_SWEEP = " --shots 1 --seeds 1 --epoch-scale 0.01"
+SHORT_SWEEP = " --trainers ZeroshotCLIP DPT --shots 1 --seeds 1 --epoch-scale 0.01"
 HAVE_DASSL = importlib.util.find_spec("dassl") is not None
 MAIN_RUN = "output/toy/DPT/tiny_16shots/nctx4_cscFalse_ctpend_vctx10/seed1"
 
@@ -171,17 +171,26 @@ def fresh_copy(tmp_path_factory):
     return copy
 
 
-def shell(script, cwd, env=None):
-    result = subprocess.run(
+def start(script, cwd, env=None):
+    return subprocess.Popen(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=cwd,
         env={**os.environ, **(env or {})},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=1800 if FULL else 600,
     )
-    assert result.returncode == 0, f"{script}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
-    return result.stdout
+
+
+def finish(process):
+    out, err = process.communicate(timeout=1800 if FULL else 600)
+    script = process.args[-1]
+    assert process.returncode == 0, f"{script}\n{out[-2000:]}\n{err[-3000:]}"
+    return out
+
+
+def shell(script, cwd, env=None):
+    return finish(start(script, cwd, env))
 
 
 def as_run_here(command):
@@ -202,10 +211,14 @@ def test_readme_planned_sweeps_plan_valid_runs(fresh_copy, tmp_path, monkeypatch
     (fresh_copy / "sweep.yaml").write_text(spec)
     planned = [c for c in shell_commands() if rule_for(c) and rule_for(c).how == "plan"]
     assert len(planned) >= 7
+    dry_runs = [
+        start(c.text + ("" if "--dry-run" in c.text else " --dry-run"), fresh_copy,
+              env={"DATA": str(tmp_path)})
+        for c in planned
+    ]  # fmt: skip
     checked = 0
-    for command in planned:
-        dry = command.text if "--dry-run" in command.text else command.text + " --dry-run"
-        printed = shell(dry, fresh_copy, env={"DATA": str(tmp_path)})
+    for command, dry_run in zip(planned, dry_runs):
+        printed = finish(dry_run)
         runs = [line.strip() for line in printed.splitlines() if "python train.py" in line]
         assert runs, f"line {command.block.line}: {command.text} planned no run:\n{printed}"
         for run in runs[:: max(1, len(runs) // 3)]:  # a few of each plan: the first, the last
