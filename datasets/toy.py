@@ -9,7 +9,13 @@ chance but far from what tuning on the shifted domain reaches.
 The first 15 labels (CoCoOp's base half) form a checkerboard of the colour x object grid, so
 base and new classes both use every colour and every object word: base-to-new then asks
 whether a prompt tuned on some compositions carries over to unseen compositions of the same
-words.
+words. With ``DATASET.TOY.BASE_CLASSES warm`` (configs/datasets/toy_warm.yaml) the base half
+is every object in red, orange and yellow and the new half every object in green, blue and
+purple: colours no base class has. The shift turns hues by 30 degrees, so zero-shot CLIP
+confuses the warm colours with each other (red looks orange, orange yellow) and names the cool
+ones better; a prompt fitted to undo the shift on the warm colours need not help, or may harm,
+the cool ones (the protocol in which learned prompts lose the new classes). Only the labels
+change: the same images, each with the same class name.
 
 On first use the generator writes, under ``DATASET.ROOT/toy``: ``images/<colour>_<object>/
 <split>_<index>.png``, ``split_toy.json`` (CoOp's split format) and ``toy.json`` (the
@@ -51,6 +57,7 @@ def add_toy_keys(cfg):
     cfg.DATASET.TOY.TEST_PER_CLASS = 100
     cfg.DATASET.TOY.IMAGE_SIZE = 32
     cfg.DATASET.TOY.SEED = 0
+    cfg.DATASET.TOY.BASE_CLASSES = "checkerboard"  # a BASE_CLASSES name: base-to-new's halves
 
 
 @functools.cache
@@ -61,6 +68,34 @@ def ordered_classes():
     base = [(colours[i], objects[j]) for i, j in grid if (i + j) % 2 == 0]
     new = [(colours[i], objects[j]) for i, j in grid if (i + j) % 2 == 1]
     return tuple(base + new)
+
+
+def _checkerboard(i, j):
+    return (i + j) % 2 == 0
+
+
+def _warm_colours(i, j):
+    return toy_render.BENCHMARK_COLOURS[i] in ("red", "orange", "yellow")
+
+
+# Which (colour index, object index) cells form the base half (the first labels).
+BASE_CLASSES = {"checkerboard": _checkerboard, "warm": _warm_colours}
+
+
+def labels_for(base_classes):
+    """``{label in the generated split: label in this protocol}``: the base cells first, each
+    half in the grid's order. The identity for the checkerboard, the generator's own order."""
+    if base_classes not in BASE_CLASSES:
+        raise ValueError(
+            f"DATASET.TOY.BASE_CLASSES '{base_classes}' is not a split of Toy's classes; choose "
+            f"one of {', '.join(BASE_CLASSES)}"
+        )
+    colours, objects = toy_render.BENCHMARK_COLOURS, toy_render.BENCHMARK_OBJECTS
+    in_base = BASE_CLASSES[base_classes]
+    grid = [(i, j) for i in range(len(colours)) for j in range(len(objects))]
+    order = [cell for cell in grid if in_base(*cell)] + [c for c in grid if not in_base(*c)]
+    generated = ordered_classes()
+    return {generated.index((colours[i], objects[j])): label for label, (i, j) in enumerate(order)}
 
 
 def folder_name(colour, obj):
@@ -106,6 +141,10 @@ def render_image_and_mask(settings, label, split, index):
 def render_image(settings, label, split, index):
     """One image of class ``label``, from its own seeded random stream."""
     return render_image_and_mask(settings, label, split, index)[0]
+
+
+def relabelled(item, relabel):
+    return Datum(item.impath, relabel[item.label], item.domain, item.classname)
 
 
 def check_root(cfg_root, dataset_dir):
@@ -227,6 +266,7 @@ class Toy(DatasetBase):
 
     def __init__(self, cfg):
         settings = generator_settings(cfg)
+        relabel = labels_for(cfg.DATASET.TOY.BASE_CLASSES)
         self.dataset_dir = self.dataset_path(cfg)
         remove_leftovers(os.path.dirname(self.dataset_dir))
         if not os.path.exists(self.dataset_dir):
@@ -236,5 +276,10 @@ class Toy(DatasetBase):
         train, val, test = read_split(
             os.path.join(self.dataset_dir, self.split_file), self.dataset_dir
         )
+        if cfg.DATASET.TOY.BASE_CLASSES != "checkerboard":
+            train, val, test = ([relabelled(item, relabel) for item in items]
+                                for items in (train, val, test))  # fmt: skip
+            # Other labels: a few-shot cache of their own (Dassl's does not check them).
+            self.fewshot_dir = f"split_fewshot_{cfg.DATASET.TOY.BASE_CLASSES}"
         train, val, test = self.fewshot_and_subsample(cfg, train, val, test, self.dataset_dir)
         super().__init__(train_x=train, val=val, test=test)

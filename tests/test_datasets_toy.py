@@ -19,6 +19,7 @@ from datasets import toy, toy_render
 from engine.checkpoint import RunWriteError
 from engine.config import get_cfg_default
 from engine.data import DataManager
+from engine.utils import set_random_seed
 from tests.run_fixtures import REPO, read_only
 
 SMALL = ["DATASET.TOY.TRAIN_PER_CLASS", "3", "DATASET.TOY.VAL_PER_CLASS", "1",
@@ -240,3 +241,63 @@ def test_a_new_seed_on_a_read_only_toy_keeps_its_shots_in_the_split_cache(tmp_pa
     assert digest_tree(root / "toy") == before
     cached = cache / str(root / "toy" / "split_fewshot" / "shot_1-seed_5.json").lstrip(os.sep)
     assert cached.is_file()
+
+
+def classes_of(items):
+    return sorted({item.classname for item in items})
+
+
+def test_warm_base_classes_are_the_warm_colours_with_the_same_images(small_toy):
+    root, checkerboard = small_toy
+    warm = "DATASET.TOY.BASE_CLASSES", "warm"
+    halves = {
+        half: toy.Toy(toy_cfg(root, *warm, "DATASET.SUBSAMPLE_CLASSES", half))
+        for half in ("base", "new")
+    }
+    objects = toy_render.BENCHMARK_OBJECTS
+    assert classes_of(halves["base"].test) == sorted(
+        f"{colour} {obj}" for colour in ("red", "orange", "yellow") for obj in objects
+    )
+    assert classes_of(halves["new"].test) == sorted(
+        f"{colour} {obj}" for colour in ("green", "blue", "purple") for obj in objects
+    )
+    # The same images under the same class names; only the labels moved.
+    pairs = {(item.impath, item.classname) for item in checkerboard.test}
+    both = halves["base"].test + halves["new"].test
+    assert {(item.impath, item.classname) for item in both} == pairs
+    assert halves["base"].lab2cname[0] == "red circle"  # label 0 of the checkerboard, still
+    assert halves["new"].lab2cname[0] == "green circle"  # label 1 of the checkerboard's new
+
+
+def test_the_checkerboard_keeps_the_generated_labels():
+    assert toy.labels_for("checkerboard") == {label: label for label in range(30)}
+    warm = toy.labels_for("warm")
+    assert sorted(warm) == sorted(warm.values()) == list(range(30))
+
+
+def test_few_shot_draws_of_other_labels_are_cached_apart(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    shots = ("DATASET.NUM_SHOTS", "2", "SEED", "1")
+    set_random_seed(1)
+    checkerboard = toy.Toy(toy_cfg(root, *shots))
+    set_random_seed(1)
+    warm = toy.Toy(toy_cfg(root, *shots, "DATASET.TOY.BASE_CLASSES", "warm"))
+    folder = root / "toy"
+    assert sorted(p.name for p in folder.glob("split_fewshot*")) == [
+        "split_fewshot", "split_fewshot_warm"
+    ]  # fmt: skip
+    # The same images drawn for each class, whatever its label.
+    assert {(i.impath, i.classname) for i in checkerboard.train_x} == {
+        (i.impath, i.classname) for i in warm.train_x
+    }
+
+
+def test_an_unknown_split_of_the_classes_names_the_key_and_the_choices(small_toy):
+    root, _ = small_toy
+    with pytest.raises(ValueError) as err:
+        toy.Toy(toy_cfg(root, "DATASET.TOY.BASE_CLASSES", "cool"))
+    assert str(err.value) == (
+        "DATASET.TOY.BASE_CLASSES 'cool' is not a split of Toy's classes; choose one of "
+        "checkerboard, warm"
+    )
