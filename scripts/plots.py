@@ -19,6 +19,8 @@ from scripts.results import AVERAGE
 # A legend entry's width: its marker and gaps, and each character of its label, at the default
 # font size (10 pt), so that long labels (a method's variants) take fewer columns, never cut.
 LEGEND_MARKER_IN, LEGEND_CHAR_IN = 0.6, 0.075
+LEGEND_ROW_IN = 0.25  # the height a legend row adds below the panels, which keep theirs
+BAR_GROUP_IN = 0.25  # per method, the width a base-new panel needs for its three bars
 # One colour per method in every figure (matplotlib's tab10); other trainers get one of the
 # rest, chosen from their name, so they too keep it from figure to figure.
 METHOD_COLORS = {"ZeroshotCLIP": "tab:gray", "CoOp": "tab:blue", "CoCoOp": "tab:cyan",
@@ -27,7 +29,7 @@ METHOD_COLORS = {"ZeroshotCLIP": "tab:gray", "CoOp": "tab:blue", "CoCoOp": "tab:
                  "PromptSRC": "black"}  # fmt: skip
 OTHER_COLORS = ("tab:pink", "tab:olive")
 LINE_STYLES = ("-", "--", ":", "-.")  # variants (settings, configs) of one method
-HATCHES = ("", "//", "..", "xx")
+HATCHES = ("", "//", "..", "xx", "--", "++", "oo")
 
 
 def method_color(trainer):
@@ -71,7 +73,7 @@ def line_labels(rows):
 def _panels(names, width=3.6, height=3.0):
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
-    fig = Figure(figsize=(width * cols, height * rows + 0.6), layout="constrained")
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax in axes[len(names) :]:
         ax.set_visible(False)
@@ -90,9 +92,9 @@ def _legend(fig, axes):
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     entry_width = LEGEND_MARKER_IN + LEGEND_CHAR_IN * max(map(len, entries))
-    fits = max(1, int(fig.get_figwidth() / entry_width))
-    fig.legend(entries.values(), entries.keys(), loc="outside lower center",
-               ncols=min(len(entries), fits))  # fmt: skip
+    ncols = min(len(entries), max(1, int(fig.get_figwidth() / entry_width)))
+    fig.set_figheight(fig.get_figheight() + LEGEND_ROW_IN * math.ceil(len(entries) / ncols))
+    fig.legend(entries.values(), entries.keys(), loc="outside lower center", ncols=ncols)
 
 
 def _save(fig, prefix):
@@ -155,7 +157,7 @@ def base_new_figure(rows):
     labels = line_labels(rows)
     methods = list(dict.fromkeys(labels))
     variants = variant_index(rows, labels)
-    fig, axes = _panels(_dataset_names(rows))
+    fig, axes = _panels(_dataset_names(rows), width=max(3.6, 0.6 + BAR_GROUP_IN * len(methods)))
     width = 0.8 / len(methods)
     groups = np.arange(3)
     for row, label in zip(rows, labels):

@@ -1,5 +1,6 @@
 """Plots: one colour per method in every figure, whatever else the figure shows."""
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 
 from scripts.plots import METHOD_COLORS, base_new_figure, method_color, shots_figure
@@ -52,3 +53,20 @@ def test_a_method_has_the_same_colour_in_every_figure():
             if hasattr(container, "patches") and container.get_label():
                 colours[container.get_label()] = to_hex(container.patches[0].get_facecolor())
     assert colours == {"VLP": to_hex(METHOD_COLORS["VLP"]), "DPT": to_hex(METHOD_COLORS["DPT"])}
+
+
+def test_a_long_legend_goes_below_the_panels_and_leaves_them_their_height():
+    trainers = list(METHOD_COLORS) + ["MyMethod"]
+    rows = [base_new_row(t) for t in trainers]
+    rows += [dict(base_new_row("DPT"), setting=f"nctx4_cscFalse_ctpend_vctx10_{tag}")
+             for tag in ("kg", "src", "proj", "gpa")]  # fmt: skip
+    for fig in (base_new_figure(rows), shots_figure([fewshot_row(t, 16, 50.0) for t in trainers])):
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        inch = fig.dpi
+        (ax,) = [ax for ax in fig.axes if ax.get_visible()]
+        panel = ax.get_window_extent(renderer)
+        legend = fig.legends[0].get_window_extent(renderer)
+        assert panel.height >= 2.0 * inch  # the bars keep their room
+        assert legend.y1 <= panel.y0  # below the panel, not over it
+        assert legend.y0 >= 0 and legend.x0 >= 0 and legend.x1 <= fig.bbox.width  # not cut
