@@ -17,9 +17,11 @@ from engine.confusion import confusion_matrix
 from engine.data import read_split
 from engine.registry import TRAINER_REGISTRY
 from inference import load_classifier
+from inference.attention import require_cavpt
 from scripts.naming import setting
 from scripts.spec import trainer_config
 from tests.test_dassl_engine import results, toy_argv
+from tools import interpret_prompt
 from trainers.builtin import build_trainer
 
 METHODS = sorted(TRAINER_REGISTRY.names())
@@ -65,6 +67,25 @@ def test_every_method_trains_and_the_other_engine_evaluates_its_run(tmp_path, na
     assert cmat.trace() == record["correct"]
     if "confusion_matrix" in record:  # the builtin engine's evaluator writes it
         assert cmat.tolist() == record["confusion_matrix"]
+    check_tools_read_the_parts_it_declares(clf, name)
+
+
+def check_tools_read_the_parts_it_declares(clf, name):
+    """The prompt interpretation and the attention maps read the modules that the method names
+    (``text_prompt_module``, ``cavpt_module``); where it names none, they say so, naming it."""
+    method = clf.trainer.method
+    lacks = f"this run was trained with {name}, which learns none"
+    if method.text_prompt_module is None:
+        with pytest.raises(ValueError, match=lacks):
+            interpret_prompt.interpret(clf)
+    else:
+        (_, first_class), *_ = interpret_prompt.interpret(clf, k=2)
+        assert len(first_class) == interpret_prompt.learned_context(clf).shape[-2]
+    if method.cavpt_module is None:
+        with pytest.raises(ValueError, match=lacks):
+            require_cavpt(clf)
+    else:
+        assert require_cavpt(clf) is clf.model.learnable_modules()[method.cavpt_module]
 
 
 @pytest.mark.slow

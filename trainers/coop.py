@@ -22,6 +22,7 @@ class CoOp(Method):
     """Keys: TRAINER.COOP.{N_CTX, CSC, CTX_INIT, CLASS_TOKEN_POSITION} (trainers/method.py)."""
 
     config_keys = (TEXT_PROMPT_KEYS,)
+    text_prompt_module = "prompt_learner"
 
     def read_settings(self, cfg):
         self.text_cfg = TEXT_PROMPT_KEYS.read(cfg)

@@ -81,6 +81,8 @@ class DPT(Method):
 
     config_keys = (TEXT_PROMPT_KEYS, VISUAL_PROMPT_KEYS, GUIDANCE_KEYS, CAVPT_KEYS)
     training_only_keys = ("PRETRAIN.C", "TRAINER.ALPHA")
+    text_prompt_module = "prompt_learner"
+    cavpt_module = "cavpt"
 
     @classmethod
     def run_setting(cls, cfg):

@@ -163,6 +163,12 @@ class Method:
     # Trained by one ``fit(trainer)`` (e.g. the linear probe's closed-form classifier) instead
     # of the engine's loop of steps.
     fits_in_one_go = False
+    # The learnable modules (names in the model's ``learnable_modules``) that tools read, or
+    # None where the method learns no such part (``learned_part``): the text prompt, whose
+    # ``ctx`` is the learned context (tools/interpret_prompt.py), and the class-aware visual
+    # prompts, whose attention is drawn (inference/attention.py).
+    text_prompt_module = None
+    cavpt_module = None
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -232,6 +238,19 @@ class Method:
         """With ``fits_in_one_go``: train ``trainer.model`` (either engine's trainer), save
         it and evaluate it; return what the engine's ``train`` returns."""
         raise NotImplementedError
+
+    def learned_part(self, model, role, what, needed_by):
+        """The learnable module of ``model`` that this method names in ``role``
+        (``text_prompt_module`` or ``cavpt_module``). Where it names none: a ValueError saying
+        that ``needed_by`` needs ``what`` and that this run's trainer learns none."""
+        modules = model.learnable_modules()
+        name = getattr(self, role)
+        if name is None:
+            raise ValueError(
+                f"{needed_by} need a run that learns {what}; this run was trained with "
+                f"{self.name}, which learns none (its learned modules are {list(modules)})"
+            )
+        return modules[name]
 
     def zeroshot_templates(self, template):
         """The templates of the zero-shot CLIP this method is, or None (a learned method)."""

@@ -11,6 +11,7 @@ from trainers.vpt import VISUAL_PROMPT_KEYS
 @TRAINER_REGISTRY.register()
 class VLP(DPT):
     config_keys = (TEXT_PROMPT_KEYS, VISUAL_PROMPT_KEYS, GUIDANCE_KEYS)
+    cavpt_module = None  # DPT without CAVPT
 
     def read_settings(self, cfg):
         self.read_dual_prompt_settings(cfg)
