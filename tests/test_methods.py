@@ -19,7 +19,8 @@ from engine.registry import TRAINER_REGISTRY
 from inference import load_classifier
 from inference.attention import require_cavpt
 from scripts.naming import setting
-from scripts.spec import trainer_config
+from scripts.plan import Planner
+from scripts.spec import Spec, trainer_config
 from tests.test_dassl_engine import results, toy_argv
 from tools import interpret_prompt
 from trainers.builtin import build_trainer
@@ -42,6 +43,27 @@ def test_every_method_has_a_tiny_config_for_toy_and_its_own_keys(name):
     merge_from_file(cfg, config_of(name))
     cfg.TRAINER.NAME = name
     assert setting(cfg) == method_type.run_setting(cfg) != ""
+
+
+def test_sweeps_test_new_classes_and_other_datasets_unless_the_method_is_closed_set(tmp_path):
+    """A closed-set method (``Method.closed_set``, the linear probe) gets no new-class step in
+    base-to-new and is tested across datasets on ImageNet's variants only; every other method
+    gets both."""
+    out = tmp_path / "out"
+    spec = Spec(protocol="base2new", root=str(tmp_path), output=str(out), trainers=LEARNED,
+                datasets=["toy", "imagenet_a"], source="toy", configs=["tiny"])  # fmt: skip
+    planner = Planner(spec)
+
+    def tested(job, part):  # one part of the folder of each step after the training
+        return [os.path.relpath(step.out_dir, out).split(os.sep)[part] for step in job.steps[1:]]
+
+    for name in LEARNED:
+        config = spec.configs_for(name, 16)[0]
+        closed = TRAINER_REGISTRY.get(name).closed_set
+        stages = tested(planner.base2new(name, "toy", config, 16, 1), 1)
+        assert stages == ([] if closed else ["test_new"]), name
+        cross = tested(planner.cross(name, config, 16, 1), -2)
+        assert cross == (["imagenet_a"] if closed else ["toy", "imagenet_a"]), name
 
 
 @pytest.mark.slow

@@ -102,6 +102,7 @@ class LinearProbe(Method):
     config_keys = (LINEAR_PROBE_KEYS,)
     epoch_keys = ()  # no schedule: one fit
     fits_in_one_go = True
+    closed_set = True  # a row per class fitted
 
     @classmethod
     def run_setting(cls, cfg):

@@ -169,6 +169,10 @@ class Method:
     # prompts, whose attention is drawn (inference/attention.py).
     text_prompt_module = None
     cavpt_module = None
+    # Whether a trained model classifies only the classes it was trained on (a weight row per
+    # class, as the linear probe's): a sweep tests it on base-to-new's base classes only, and
+    # across datasets on ImageNet's variants only (scripts/plan.py, scripts/results.py).
+    closed_set = False
 
     def __init__(self, cfg):
         self.cfg = cfg
