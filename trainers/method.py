@@ -173,6 +173,10 @@ class Method:
     # class, as the linear probe's): a sweep tests it on base-to-new's base classes only, and
     # across datasets on ImageNet's variants only (scripts/plan.py, scripts/results.py).
     closed_set = False
+    # The folder in which the original DPT code (which also ships CoOp, VPT and VLP) saves each
+    # learnable module of this method, {module: folder} (``models.upstream.ORIGINAL_FOLDERS``):
+    # ``read_trained_run`` reads those of such a run directory. Empty: none of them is there.
+    original_dpt_folders = {}
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -312,7 +316,7 @@ class Method:
         """``{module name: SavedModule}`` for ``modules`` from a run directory: this
         project's or Dassl's layout, or the original DPT code's (which also ships CoOp, VPT
         and VLP). A method whose authors save otherwise reads their layout here."""
-        return read_trained_states(directory, modules, epoch, best)
+        return read_trained_states(directory, modules, self.original_dpt_folders, epoch, best)
 
     def adapt_loaded_state(self, name, module, state_dict):
         """Hook: fit a loaded state dict to this run's ``module`` (e.g. drop class-specific
