@@ -137,8 +137,9 @@ class Method:
     ``read_settings``, so that a bad value names its key), its precision key, the keys its run
     directory is named after (``run_setting``), its model (``create_model``, whose
     ``learnable_modules`` name the modules saved in a run directory), its training step
-    (``training_step``, ``loss``, ``after_epoch``) and how a trained run loads
-    (``read_trained_run``, ``adapt_loaded_state``). Registered by name with
+    (``training_step``, ``loss``, ``after_epoch``), how a trained run loads
+    (``read_trained_run``, ``adapt_loaded_state``, ``original_dpt_folders``) and the parts that
+    tools read (``text_prompt_module``, ``cavpt_module``). Registered by name with
     ``@TRAINER_REGISTRY.register()``; docs/adding_a_method.md walks through one.
     """
 
@@ -171,7 +172,8 @@ class Method:
     cavpt_module = None
     # Whether a trained model classifies only the classes it was trained on (a weight row per
     # class, as the linear probe's): a sweep tests it on base-to-new's base classes only, and
-    # across datasets on ImageNet's variants only (scripts/plan.py, scripts/results.py).
+    # across datasets on ImageNet's variants only (scripts/plan.py, scripts/results.py); an
+    # evaluation on other classes of its dataset stops before any work (trainers/evaluated_run.py).
     closed_set = False
     # The folder in which the original DPT code (which also ships CoOp, VPT and VLP) saves each
     # learnable module of this method, {module: folder} (``models.upstream.ORIGINAL_FOLDERS``):
