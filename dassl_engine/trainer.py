@@ -28,11 +28,11 @@ from engine.rundir import RESULTS_FILE, UNTRAINED, results_record
 from engine.tensorboard import module_lrs, open_writer
 from engine.trainer import START_AGAIN
 from trainers.adapter import (
-    Batch,
-    TrainingStep,
     announce_precision,
     build_model,
     load_trained_run,
+    run_training_step,
+    train_method,
     train_with_baseline,
 )
 from trainers.method import build_clip, load_module_state
@@ -136,15 +136,7 @@ class MethodTrainer(TrainerX):
 
     def forward_backward(self, batch):
         images, labels = self.parse_batch_train(batch)[:2]
-        step = TrainingStep(
-            self.model,
-            self.model,
-            Batch(images, labels, self.epoch, self.batch_idx),
-            self.mixed_precision,
-            self._optims,
-            self.method.precision_setting()[0],
-        )
-        summary = self.method.training_step(step)
+        summary = run_training_step(self, images, labels)
         if self.batch_idx + 1 == self.num_batches:  # the epoch's end, as CoOp's trainers
             self.update_lr()
             self.method.after_epoch(self.model, self.epoch)
@@ -234,7 +226,7 @@ class MethodTrainer(TrainerX):
 
     def run_training(self):
         """Dassl's loop of epochs, or the method's own fit."""
-        return self.method.fit(self) if self.method.fits_in_one_go else super().train()
+        return train_method(self, super().train)
 
     @torch.no_grad()
     def test(self, split=None, write_results=True):

@@ -1,4 +1,5 @@
-"""CAVPT attention maps of a DPT run: where each selected class's query looks in the image.
+"""CAVPT attention maps of a run that learns class-aware visual prompts (DPT's): where each
+selected class's query looks in the image.
 
 The weights are those that the CAVPT blocks compute in the model's forward pass
 (``CAVPT.recording_attention``), in the pass that also gives the predictions.
@@ -33,21 +34,21 @@ class CavptAttention:
 
 
 def require_cavpt(clf):
-    if getattr(clf.model, "cavpt", None) is None:
-        raise ValueError(
-            f"Attention maps need a DPT run (its class-aware visual prompts, CAVPT); this "
-            f"run was trained with {clf.cfg.TRAINER.NAME}"
-        )
+    """The CAVPT module of a ``Classifier``'s run: the one its method names
+    (``Method.cavpt_module``); a ValueError naming the trainer where it names none."""
+    return clf.trainer.method.learned_part(
+        clf.model, "cavpt_module", "class-aware visual prompts (CAVPT, as DPT)", "Attention maps"
+    )
 
 
 @torch.no_grad()
 def cavpt_attention(clf, images):
     """``CavptAttention`` for a batch of transformed images [B, 3, H, W] (``clf.transform``)
-    of a ``Classifier`` holding a DPT run."""
-    require_cavpt(clf)
+    of a ``Classifier`` holding a run that learns CAVPT (DPT)."""
+    cavpt = require_cavpt(clf)
     model = clf.model
     images = images.to(clf.device)
-    with clf.trainer.autocast(), model.cavpt.recording_attention() as log:
+    with clf.trainer.autocast(), cavpt.recording_attention() as log:
         out = model(images)
         zeroshot = model.zeroshot
         zeroshot_logits = (
@@ -55,13 +56,11 @@ def cavpt_attention(clf, images):
             * zeroshot.image_features(images).float()
             @ (zeroshot.text_features.float().t())
         )
-    n_blocks = len(model.cavpt.blocks)
+    n_blocks = len(cavpt.blocks)
     if len(log) != n_blocks:
         raise RuntimeError(f"expected one attention record per CAVPT block, got {len(log)}")
-    patches = torch.stack(
-        [_patch_grid(attn, block) for attn, block in zip(log, model.cavpt.blocks)]
-    )
-    first = model.visual_prompt.n_layers + 1
+    patches = torch.stack([_patch_grid(attn, block) for attn, block in zip(log, cavpt.blocks)])
+    first = cavpt.first_block
     return CavptAttention(
         patches=patches.cpu(),
         classes=out.top_k_classes.cpu(),

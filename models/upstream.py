@@ -5,7 +5,8 @@ keeps a model's ``checkpoint_filter_fn`` beside it.
 
 Ours are ``<learnable module>.<key in that module's state dict>``, the module names being the
 folder names of the run directory (``prompt_learner``, ``visual_prompt``, ``cavpt``). The
-original registers its learnable modules under longer names (``UPSTREAM_MODULES``), keeps the
+original registers its learnable modules under longer names (``ORIGINAL_FOLDERS``; which of a
+method's modules each one holds, the method says: ``Method.original_dpt_folders``), keeps the
 CAVPT key/value tokens of all blocks in one stacked tensor, and saves buffers derived from the
 class names and CLIP (``DERIVED_KEYS``), which we recompute instead of loading.
 """
@@ -15,35 +16,32 @@ import warnings
 
 import torch
 
-# our learnable module (run-directory folder) -> the original's module (its folder)
-UPSTREAM_MODULES = {
-    "prompt_learner": "prompt_learner",
-    "visual_prompt": "image_encoder.transformer.ctx_learner",
-    "cavpt": "image_encoder.transformer.extractor",
-}
+# The original's learnable modules: their attribute paths, the folders of its run directories.
+ORIGINAL_TEXT_PROMPT = "prompt_learner"
+ORIGINAL_VISUAL_PROMPT = "image_encoder.transformer.ctx_learner"
+ORIGINAL_CAVPT = "image_encoder.transformer.extractor"
+ORIGINAL_FOLDERS = (ORIGINAL_TEXT_PROMPT, ORIGINAL_VISUAL_PROMPT, ORIGINAL_CAVPT)
 
 DERIVED_KEYS = ("prompt_learner.token_prefix", "prompt_learner.token_suffix", "text_features")
 
-_CAVPT = "image_encoder.transformer.extractor"
-
 # (original, ours); "{i}" is a CAVPT block index
 _RENAMES = [
-    ("prompt_learner.ctx", "prompt_learner.ctx"),
-    ("image_encoder.transformer.ctx_learner.ctx", "visual_prompt.tokens"),
-    (_CAVPT + ".meta_nets.{i}.weight", "cavpt.blocks.{i}.meta_net.weight"),
-    (_CAVPT + ".meta_nets.{i}.bias", "cavpt.blocks.{i}.meta_net.bias"),
-    (_CAVPT + ".attns.{i}.qmlp.weight", "cavpt.blocks.{i}.q_proj.weight"),
-    (_CAVPT + ".attns.{i}.kmlp.weight", "cavpt.blocks.{i}.k_proj.weight"),
-    (_CAVPT + ".attns.{i}.vmlp.weight", "cavpt.blocks.{i}.v_proj.weight"),
-    (_CAVPT + ".lns.{i}.weight", "cavpt.blocks.{i}.logit_norm.weight"),
-    (_CAVPT + ".lns.{i}.bias", "cavpt.blocks.{i}.logit_norm.bias"),
-    (_CAVPT + ".classfiers.{i}.weight", "cavpt.blocks.{i}.classifier.weight"),  # sic
-    (_CAVPT + ".lns2.{i}.weight", "cavpt.blocks.{i}.prompt_norm.weight"),
-    (_CAVPT + ".lns2.{i}.bias", "cavpt.blocks.{i}.prompt_norm.bias"),
+    (ORIGINAL_TEXT_PROMPT + ".ctx", "prompt_learner.ctx"),
+    (ORIGINAL_VISUAL_PROMPT + ".ctx", "visual_prompt.tokens"),
+    (ORIGINAL_CAVPT + ".meta_nets.{i}.weight", "cavpt.blocks.{i}.meta_net.weight"),
+    (ORIGINAL_CAVPT + ".meta_nets.{i}.bias", "cavpt.blocks.{i}.meta_net.bias"),
+    (ORIGINAL_CAVPT + ".attns.{i}.qmlp.weight", "cavpt.blocks.{i}.q_proj.weight"),
+    (ORIGINAL_CAVPT + ".attns.{i}.kmlp.weight", "cavpt.blocks.{i}.k_proj.weight"),
+    (ORIGINAL_CAVPT + ".attns.{i}.vmlp.weight", "cavpt.blocks.{i}.v_proj.weight"),
+    (ORIGINAL_CAVPT + ".lns.{i}.weight", "cavpt.blocks.{i}.logit_norm.weight"),
+    (ORIGINAL_CAVPT + ".lns.{i}.bias", "cavpt.blocks.{i}.logit_norm.bias"),
+    (ORIGINAL_CAVPT + ".classfiers.{i}.weight", "cavpt.blocks.{i}.classifier.weight"),  # sic
+    (ORIGINAL_CAVPT + ".lns2.{i}.weight", "cavpt.blocks.{i}.prompt_norm.weight"),
+    (ORIGINAL_CAVPT + ".lns2.{i}.bias", "cavpt.blocks.{i}.prompt_norm.bias"),
 ]
 
 # original tensor stacked over CAVPT blocks -> our per-block name
-_STACKED = {_CAVPT + ".ctx": "cavpt.blocks.{i}.kv_tokens"}
+_STACKED = {ORIGINAL_CAVPT + ".ctx": "cavpt.blocks.{i}.kv_tokens"}
 
 
 def _pattern(template):

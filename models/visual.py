@@ -161,10 +161,12 @@ class ClassAwarePromptBlock(nn.Module):
 
 class CAVPT(nn.Module):
     """Class-aware visual prompt tuning: one ``ClassAwarePromptBlock`` per prompted block
-    (``settings`` is a ``CAVPTCfg``: key/value tokens and attention width)."""
+    (``settings`` is a ``CAVPTCfg``: the ViT block it starts in, ``first_block`` (1-based),
+    key/value tokens and attention width)."""
 
     def __init__(self, n_blocks, settings, *, text_dim, width, n_classes, device=None):
         super().__init__()
+        self.first_block = settings.first_block
         self.blocks = nn.ModuleList(
             ClassAwarePromptBlock(
                 text_dim, width, n_classes, settings.n_kv, settings.attn_dim, device=device

@@ -21,9 +21,6 @@ from scripts.spec import config_name, method_type
 
 FEWSHOT, BASE2NEW, CROSS, DG, OTHER = "fewshot", "base2new", "cross", "dg", "other"
 DG_TARGETS = {"imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"}
-# Trainers that fit a weight row per class classify only those classes (or a subset): a sweep
-# tests them on base-to-new's base classes only, and across datasets on ImageNet's variants.
-CLOSED_SET_TRAINERS = {"LinearProbe"}
 B2N_STAGES = {"train_base": "base", "test_new": "new"}  # folder -> which classes it tests
 CROSS_FOLDER = "evaluation"
 

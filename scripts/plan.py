@@ -169,7 +169,7 @@ class Planner:
         flags = self.flags(trainer)
         steps = [self.step(train_dir, self.argv(trainer, dataset, config, seed, train_dir, flags,
                                                 opts("base")))]  # fmt: skip
-        if trainer not in naming.CLOSED_SET_TRAINERS:
+        if not method_type(trainer).closed_set:
             flags = self.flags(trainer, train_dir)
             argv = self.argv(trainer, dataset, config, seed, test_dir, flags, opts("new"))
             steps.append(self.step(test_dir, argv))
@@ -179,7 +179,7 @@ class Planner:
         train_step, setting = self.fewshot_step(trainer, self.spec.source, config, shots, seed)
         steps = [train_step]
         for target in self.spec.datasets:
-            if trainer in naming.CLOSED_SET_TRAINERS and target not in naming.DG_TARGETS:
+            if method_type(trainer).closed_set and target not in naming.DG_TARGETS:
                 continue
             out = naming.cross_dir(self.spec.output, target, trainer, config_name(config), shots,
                                    setting, seed)  # fmt: skip

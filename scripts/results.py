@@ -19,8 +19,9 @@ import yaml
 
 from engine.config import describe_differences, result_differences
 from engine.rundir import CONFIG_FILE
-from scripts.naming import BASE2NEW, CLOSED_SET_TRAINERS, CROSS, DG, FEWSHOT, OTHER, RunId
+from scripts.naming import BASE2NEW, CROSS, DG, FEWSHOT, OTHER, RunId
 from scripts.runs import Run
+from scripts.spec import is_closed_set
 
 AVERAGE = "Average"
 PROTOCOL_ORDER = {FEWSHOT: 0, BASE2NEW: 1, CROSS: 2, DG: 3, OTHER: 4}
@@ -78,7 +79,7 @@ def _expected_missing(runs):
 
 def _not_measured(protocol, trainer):
     """Measures a trainer has no runs of: a closed-set one (a linear probe) on new classes."""
-    return {"new"} if protocol == BASE2NEW and trainer in CLOSED_SET_TRAINERS else set()
+    return {"new"} if protocol == BASE2NEW and is_closed_set(trainer) else set()
 
 
 def _stats(values):

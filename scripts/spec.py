@@ -86,6 +86,16 @@ def method_type(trainer):
     return TRAINER_REGISTRY.get(trainer)
 
 
+def is_closed_set(trainer):
+    """Whether the method ``trainer`` classifies only the classes it was trained on
+    (``Method.closed_set``); False for a name that no method of ours has (e.g. results of
+    Dassl's or the authors' trainers)."""
+    import trainers  # noqa: F401  (registers the methods)
+    from engine.registry import TRAINER_REGISTRY
+
+    return trainer in TRAINER_REGISTRY and method_type(trainer).closed_set
+
+
 def trainer_config(trainer, name):
     """A config file of ``trainer``: a path, or a name in the folder of its method's config
     files (``configs/trainers/<folder>/<name>.yaml``)."""

@@ -119,6 +119,36 @@ WITHOUT_TEMPLATE = ("coop", "ivlp", "maple")  # models that use no hand-crafted 
 
 
 @pytest.fixture(scope="session")
+def method_model():
+    """``method_model(name, seed=0)``: the model of the registered method ``name``, built by
+    the method from its own tiny config (``configs/trainers/<folder>/tiny.yaml``) on a copy of
+    the shipped tiny CLIP that config names, for ``CLASSNAMES`` and ``TEMPLATE``: what the
+    tests that cover every method build, with no list of methods to edit."""
+    import trainers  # noqa: F401  (registers the methods)
+    from engine.config import get_cfg_default, merge_from_file
+    from engine.registry import TRAINER_REGISTRY
+    from models.clip_loader import load_clip
+    from scripts.spec import trainer_config
+    from tests.run_fixtures import REPO
+
+    clips = {}
+
+    def build(name, seed=0):
+        cfg = get_cfg_default()
+        merge_from_file(cfg, trainer_config(name, "tiny"))
+        cfg.TRAINER.NAME = name
+        cfg.freeze()
+        backbone = os.path.join(REPO, cfg.MODEL.BACKBONE.NAME)
+        if backbone not in clips:
+            clips[backbone] = load_clip(backbone)
+        method = TRAINER_REGISTRY.get(name)(cfg)
+        torch.manual_seed(seed)
+        return method.build_model(copy.deepcopy(clips[backbone]), list(CLASSNAMES), TEMPLATE)
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def build_model(small_clip):
     """``build_model(kind, clip_model=None, classnames=CLASSNAMES, seed=0, **settings)``: a
     model of ``MODEL_TYPES`` with small settings (any of them replaced by keyword) on a copy

@@ -298,9 +298,17 @@ def test_zero_shot_run_directories_predict_and_explain_what_they_lack(toy_run, t
     predicted = clf.predict_files(toy_run.test_paths)[0].probs.argmax(1)
     correct = (predicted == torch.tensor(toy_run.test_labels)).sum().item()
     assert correct == results["correct"]
-    with pytest.raises(ValueError, match="need a DPT run .* trained with ZeroshotCLIP"):
+    with pytest.raises(
+        ValueError,
+        match="Attention maps need a run that learns class-aware visual "
+        r"prompts \(CAVPT, as DPT\); this run was trained with ZeroshotCLIP",
+    ):
         attention_maps.main(["--model-dir", str(run), toy_run.test_paths[0], "--out", "x"])
-    with pytest.raises(ValueError, match=r"ZeroshotCLIP\) learns no text context"):
+    with pytest.raises(
+        ValueError,
+        match="Prompt interpretations need a run that learns a text "
+        "context; this run was trained with ZeroshotCLIP, which learns none",
+    ):
         interpret_prompt.main([str(run)])
 
 

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import os
+import types
 
 import numpy as np
 import pytest
@@ -174,15 +175,37 @@ def test_eval_only_reloads_the_head_and_subsets_use_their_rows(toy_runs):
 
 
 @pytest.mark.slow
-def test_new_classes_are_refused(toy_runs, capsys):
+@pytest.mark.parametrize("classes", ["new", "all"])
+def test_classes_it_was_not_fitted_on_are_refused_before_any_work(toy_runs, capsys, classes):
+    """A probe fitted on the base classes, evaluated on the new ones or on all: exit status 2
+    before CLIP loads or the output directory is made."""
     tmp, runs = toy_runs
-    out = tmp / "eval_new"
+    out = tmp / f"refused_{classes}"
     flags = ("--eval-only", "--model-dir", runs["base"])
-    argv = toy_argv(tmp / "data", out, "DATASET.SUBSAMPLE_CLASSES", "new", flags=flags)
+    argv = toy_argv(tmp / "data", out, "DATASET.SUBSAMPLE_CLASSES", classes, flags=flags)
     assert train.cli(argv) == 2
-    err = capsys.readouterr().err
-    assert "classifies only the classes it was fitted on" in err
-    assert not (out / "results.json").exists()
+    printed = capsys.readouterr()
+    assert (
+        f"was fitted on the base classes of Toy (DATASET.SUBSAMPLE_CLASSES base, its "
+        f"config.yaml), and this evaluation takes {classes} of its classes" in printed.err
+    )
+    assert "LinearProbe classifies only the classes it was fitted on" in printed.err
+    assert "Loading CLIP" not in printed.out and not out.exists()
+
+
+def test_another_datasets_classes_are_refused_when_the_head_loads():
+    """Classes of another dataset can be a subset of the run's (ImageNet's variants): they are
+    checked against the head's rows when it loads."""
+    probe = LinearProbe(get_cfg_default())
+    model = types.SimpleNamespace(class_keys=torch.tensor([7, 8]), classnames=["cat", "dog"])
+    saved = {
+        "class_keys": torch.tensor([1, 2]),
+        "weight": torch.zeros(2, 3),
+        "bias": torch.zeros(2),
+    }
+    with pytest.raises(ValueError, match="2 of this run's 2 classes have no weights in it .*"
+                       "LinearProbe classifies only the classes it was fitted on"):  # fmt: skip
+        probe.adapt_loaded_state("linear_head", model, saved)
 
 
 @pytest.mark.slow

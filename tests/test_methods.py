@@ -17,9 +17,12 @@ from engine.confusion import confusion_matrix
 from engine.data import read_split
 from engine.registry import TRAINER_REGISTRY
 from inference import load_classifier
+from inference.attention import require_cavpt
 from scripts.naming import setting
-from scripts.spec import trainer_config
+from scripts.plan import Planner
+from scripts.spec import Spec, trainer_config
 from tests.test_dassl_engine import results, toy_argv
+from tools import interpret_prompt
 from trainers.builtin import build_trainer
 
 METHODS = sorted(TRAINER_REGISTRY.names())
@@ -40,6 +43,27 @@ def test_every_method_has_a_tiny_config_for_toy_and_its_own_keys(name):
     merge_from_file(cfg, config_of(name))
     cfg.TRAINER.NAME = name
     assert setting(cfg) == method_type.run_setting(cfg) != ""
+
+
+def test_sweeps_test_new_classes_and_other_datasets_unless_the_method_is_closed_set(tmp_path):
+    """A closed-set method (``Method.closed_set``, the linear probe) gets no new-class step in
+    base-to-new and is tested across datasets on ImageNet's variants only; every other method
+    gets both."""
+    out = tmp_path / "out"
+    spec = Spec(protocol="base2new", root=str(tmp_path), output=str(out), trainers=LEARNED,
+                datasets=["toy", "imagenet_a"], source="toy", configs=["tiny"])  # fmt: skip
+    planner = Planner(spec)
+
+    def tested(job, part):  # one part of the folder of each step after the training
+        return [os.path.relpath(step.out_dir, out).split(os.sep)[part] for step in job.steps[1:]]
+
+    for name in LEARNED:
+        config = spec.configs_for(name, 16)[0]
+        closed = TRAINER_REGISTRY.get(name).closed_set
+        stages = tested(planner.base2new(name, "toy", config, 16, 1), 1)
+        assert stages == ([] if closed else ["test_new"]), name
+        cross = tested(planner.cross(name, config, 16, 1), -2)
+        assert cross == (["imagenet_a"] if closed else ["toy", "imagenet_a"]), name
 
 
 @pytest.mark.slow
@@ -65,6 +89,25 @@ def test_every_method_trains_and_the_other_engine_evaluates_its_run(tmp_path, na
     assert cmat.trace() == record["correct"]
     if "confusion_matrix" in record:  # the builtin engine's evaluator writes it
         assert cmat.tolist() == record["confusion_matrix"]
+    check_tools_read_the_parts_it_declares(clf, name)
+
+
+def check_tools_read_the_parts_it_declares(clf, name):
+    """The prompt interpretation and the attention maps read the modules that the method names
+    (``text_prompt_module``, ``cavpt_module``); where it names none, they say so, naming it."""
+    method = clf.trainer.method
+    lacks = f"this run was trained with {name}, which learns none"
+    if method.text_prompt_module is None:
+        with pytest.raises(ValueError, match=lacks):
+            interpret_prompt.interpret(clf)
+    else:
+        (_, first_class), *_ = interpret_prompt.interpret(clf, k=2)
+        assert len(first_class) == interpret_prompt.learned_context(clf).shape[-2]
+    if method.cavpt_module is None:
+        with pytest.raises(ValueError, match=lacks):
+            require_cavpt(clf)
+    else:
+        assert require_cavpt(clf) is clf.model.learnable_modules()[method.cavpt_module]
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import torch
 
 from models import CAVPTCfg, TextPromptCfg
 from models.upstream import (
-    UPSTREAM_MODULES,
+    ORIGINAL_CAVPT,
     load_upstream_state_dict,
     ours_to_upstream,
     upstream_buffers,
@@ -34,7 +34,7 @@ def upstream_state(model):
 def test_names_map_both_ways(dpt):
     model = dpt(seed=0)
     state = upstream_state(model)
-    extractor = UPSTREAM_MODULES["cavpt"]
+    extractor = ORIGINAL_CAVPT
     assert state[f"{extractor}.ctx"].shape == (2, 10, 64)  # stacked over CAVPT blocks
     assert f"{extractor}.classfiers.1.weight" in state
     assert f"{extractor}.attns.0.qmlp.weight" in state

@@ -10,10 +10,12 @@ import torch
 
 import train
 from engine.config import setup_cfg
-from models.upstream import UPSTREAM_MODULES, upstream_to_ours
+from engine.registry import TRAINER_REGISTRY
+from models.upstream import ORIGINAL_FOLDERS, upstream_to_ours
 from tests.data_fixtures import make_image_folder
 from tests.run_fixtures import REPO
 from trainers.builtin import build_trainer
+from trainers.original_checkpoints import read_trained_states
 
 EPOCH = 5
 
@@ -32,7 +34,7 @@ def workspace(tmp_path_factory, golden):
     make_image_folder(root / "data", classes, size=(36, 36))
     make_image_folder(root / "data4", dict(list(classes.items())[:4]), size=(36, 36))
     original = root / "original_run"
-    for folder in UPSTREAM_MODULES.values():
+    for folder in ORIGINAL_FOLDERS:
         prefix = folder + "."
         state = {
             key[len(prefix) :]: value.half()  # the original pickles float16 tensors
@@ -72,6 +74,24 @@ def test_eval_only_loads_the_original_layout(workspace, golden, tmp_path):
     result = train.main(dpt_argv(workspace, out, "data", "--eval-only", "--model-dir",
                                  str(workspace / "original_run")))  # fmt: skip
     assert json.loads((out / "results.json").read_text())["accuracy"] == result["accuracy"]
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in TRAINER_REGISTRY.names() if TRAINER_REGISTRY.get(n).original_dpt_folders]
+)
+def test_each_method_reads_its_modules_from_the_folders_it_names(workspace, golden, name):
+    """A method of the original DPT code's (its ``original_dpt_folders``: CoOp, VPT, VLP,
+    DPT) reads its own modules from an original run directory, as its folders hold them."""
+    folders = TRAINER_REGISTRY.get(name).original_dpt_folders
+    saved = read_trained_states(str(workspace / "original_run"), list(folders), folders)
+    expected, _, _ = upstream_to_ours(golden["upstream_state_dict"])
+    assert set(saved) == set(folders)
+    for module, state in saved.items():
+        assert state.epoch == EPOCH
+        mine = {key: value for key, value in expected.items() if key.startswith(module + ".")}
+        assert {f"{module}.{key}" for key in state.state_dict} == set(mine)
+        for key, value in state.state_dict.items():
+            assert torch.equal(value, mine[f"{module}.{key}"].half().float())
 
 
 @pytest.mark.slow

@@ -122,9 +122,10 @@ def records(tmp_path_factory):
 def in_our_names(original):
     """The original's initial and final weights (our names) and its steps' learning rates
     keyed by our module names."""
-    from models.upstream import UPSTREAM_MODULES, upstream_to_ours
+    from models.upstream import upstream_to_ours
+    from trainers.dpt import DPT
 
-    ours_of = {theirs: ours for ours, theirs in UPSTREAM_MODULES.items()}
+    ours_of = {theirs: ours for ours, theirs in DPT.original_dpt_folders.items()}
     steps = [
         {**step, "lr": {ours_of[name]: lr for name, lr in step["lr"].items()}}
         for step in original["steps"]

@@ -4,8 +4,9 @@ interpret_prompt.py reports them.
 
     python -m tools.interpret_prompt RUN [--topk 5] [--load-epoch N]
 
-Works for runs that learn a text context (CoOp, CoCoOp, VLP, DPT); a class-specific context
-(CSC) is listed per class. CoCoOp's context is the one before each image's meta-net shift.
+Works for runs whose method names a text prompt (``Method.text_prompt_module``: CoOp, CoCoOp,
+VLP, DPT, IVLP, MaPLe and those built on them); a class-specific context (CSC) is listed per
+class. CoCoOp's context is the one before each image's meta-net shift.
 """
 
 import argparse
@@ -19,13 +20,11 @@ from inference.cli import add_model_arguments, classifier_from_args
 
 
 def learned_context(clf):
-    """The run's learned text context, [n_ctx, D] or (class-specific) [C, n_ctx, D]."""
-    learner = clf.model.learnable_modules().get("prompt_learner")
-    if learner is None:
-        raise ValueError(
-            f"This run ({clf.cfg.TRAINER.NAME}) learns no text context: its learned modules "
-            f"are {list(clf.model.learnable_modules())}"
-        )
+    """The run's learned text context, [n_ctx, D] or (class-specific) [C, n_ctx, D]: the
+    ``ctx`` of the module that its method names as its text prompt."""
+    learner = clf.trainer.method.learned_part(
+        clf.model, "text_prompt_module", "a text context", "Prompt interpretations"
+    )
     return learner.ctx.detach().float()
 
 

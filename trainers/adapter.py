@@ -3,9 +3,9 @@
 The builtin loop (trainers/builtin.py) and the Dassl trainer (dassl_engine/trainer.py) own
 their loops, data, optimisers and checkpoint files; everything that concerns the method goes
 through here: the precision line, the model build with its optional zero-shot baseline, one
-training step (``TrainingStep``, handed to ``Method.training_step``), the end-of-epoch hook,
-loading a trained run (ours, Dassl's, or its authors') and the line comparing the baseline
-with the trained model.
+training step (``run_training_step``: a ``TrainingStep`` handed to ``Method.training_step``),
+the engine's loop or the method's own fit (``train_method``), loading a trained run (ours,
+Dassl's, or its authors') and the line comparing the baseline with the trained model.
 """
 
 from dataclasses import dataclass
@@ -110,6 +110,32 @@ class Batch:
     labels: torch.Tensor
     epoch: int
     index: int
+
+
+def run_training_step(trainer, images, labels, model=None):
+    """One step of ``trainer.method`` (``Method.training_step``) on a batch on the device, as
+    both engines take it; returns the step's log entries.
+
+    ``trainer`` is either engine's: its ``method``, ``model``, ``mixed_precision``, ``_optims``
+    (module name -> optimiser), ``epoch`` and ``batch_idx``. ``model`` is what runs the step
+    when it is not ``trainer.model`` itself (a DistributedDataParallel wrapper)."""
+    step = TrainingStep(
+        trainer.model if model is None else model,
+        trainer.model,
+        Batch(images, labels, trainer.epoch, trainer.batch_idx),
+        trainer.mixed_precision,
+        trainer._optims,
+        trainer.method.precision_setting()[0],
+    )
+    return trainer.method.training_step(step)
+
+
+def train_method(trainer, loop):
+    """Train ``trainer.method``: by its own ``fit(trainer)`` when it fits in one go (e.g. the
+    linear probe's closed-form classifier), else by ``loop()``, the engine's loop of epochs.
+    Returns what that returns."""
+    method = trainer.method
+    return method.fit(trainer) if method.fits_in_one_go else loop()
 
 
 def load_trained_run(method, model, modules, directory, classnames, epoch=None, best=False):

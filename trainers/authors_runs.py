@@ -9,29 +9,12 @@ from it and is rebuilt here, not read.
 
 import os
 
-from engine.checkpoint import (
-    BEST_NAME,
-    SavedModule,
-    epoch_name,
-    latest_checkpoint,
-    load_checkpoint,
-    read_run_states,
-)
+from engine.checkpoint import SavedModule, load_checkpoint, read_run_states
+from trainers.authors_checkpoints import authors_checkpoint, split_by_module
 
 
 def is_whole_model_run(directory, folder):
     return os.path.isdir(os.path.join(directory, folder))
-
-
-def _checkpoint_path(module_dir, epoch, best):
-    """The epoch asked for; else the authors' default for evaluation (``model-best.pth.tar``,
-    as their ``load_model``), else the newest epoch."""
-    if epoch is not None:
-        return os.path.join(module_dir, epoch_name(epoch))
-    best_path = os.path.join(module_dir, BEST_NAME)
-    if best or os.path.isfile(best_path):
-        return best_path
-    return latest_checkpoint(module_dir)
 
 
 def read_whole_model_run(directory, folder, names_in, modules, epoch=None, best=False):
@@ -42,16 +25,10 @@ def read_whole_model_run(directory, folder, names_in, modules, epoch=None, best=
     if not is_whole_model_run(directory, folder):
         return read_run_states(directory, modules, epoch, best)
     module_dir = os.path.join(directory, folder)
-    path = _checkpoint_path(module_dir, epoch, best)
-    if not path or not os.path.isfile(path):
-        wanted = epoch_name(epoch) if epoch is not None else f"{BEST_NAME} or a checkpoint"
-        raise FileNotFoundError(f"No {wanted} in {module_dir}")
+    path = authors_checkpoint(module_dir, epoch, best)
     ckpt = load_checkpoint(path)
     ours, _ = names_in(ckpt["state_dict"]).to_ours(ckpt["state_dict"])
-    states = {}
-    for name, value in ours.items():
-        module, key = name.split(".", 1)
-        states.setdefault(module, {})[key] = value.float()
+    states = split_by_module(ours)
     found_epoch = ckpt.get("epoch")
     print(f"Loading the prompts from the authors' run directory {directory} ({path}, "
           f"epoch = {found_epoch})")  # fmt: skip

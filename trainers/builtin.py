@@ -10,11 +10,11 @@ from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
 from engine.rundir import UNTRAINED
 from engine.trainer import Trainer, check_final_model, evaluation_header
 from trainers.adapter import (
-    Batch,
-    TrainingStep,
     announce_precision,
     build_model,
     load_trained_run,
+    run_training_step,
+    train_method,
     train_with_baseline,
 )
 from trainers.method import build_clip, context_notes, load_module_state, method_for
@@ -168,7 +168,7 @@ class ClipTrainer(Trainer):
 
     def run_training(self):
         """The loop of steps, or the method's own fit."""
-        return self.method.fit(self) if self.method.fits_in_one_go else super().train()
+        return train_method(self, super().train)
 
     def load_model(self, directory, epoch=None, best=False):
         """Also reads run directories of the method's authors' code."""
@@ -183,15 +183,7 @@ class ClipTrainer(Trainer):
     def forward_backward(self, batch):
         images = batch["img"].to(self.device, non_blocking=True)
         labels = batch["label"].to(self.device, non_blocking=True)
-        step = TrainingStep(
-            self.train_model,
-            self.model,
-            Batch(images, labels, self.epoch, self.batch_idx),
-            self.mixed_precision,
-            self._optims,
-            self.method.precision_setting()[0],
-        )
-        return self.method.training_step(step)
+        return run_training_step(self, images, labels, self.train_model)
 
     def model_inference(self, images):
         return self.model(images).logits

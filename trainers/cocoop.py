@@ -27,6 +27,7 @@ def cocoop_cfg(cfg):
 class CoCoOp(Method):
     config_keys = (COCOOP_KEYS,)
     precision_key = "TRAINER.COCOOP.PREC"
+    text_prompt_module = "prompt_learner"
 
     @classmethod
     def run_setting(cls, cfg):

@@ -3,6 +3,7 @@
 from engine.config import accept_types
 from engine.registry import TRAINER_REGISTRY
 from models.coop import CoOpModel
+from models.upstream import ORIGINAL_TEXT_PROMPT
 from trainers.method import TEXT_PROMPT_KEYS, Method
 
 # KgCoOp's and ProGrad's config files set TRAINER.COOP.CTX_INIT to a boolean: True starts the
@@ -22,6 +23,8 @@ class CoOp(Method):
     """Keys: TRAINER.COOP.{N_CTX, CSC, CTX_INIT, CLASS_TOKEN_POSITION} (trainers/method.py)."""
 
     config_keys = (TEXT_PROMPT_KEYS,)
+    text_prompt_module = "prompt_learner"
+    original_dpt_folders = {"prompt_learner": ORIGINAL_TEXT_PROMPT}
 
     def read_settings(self, cfg):
         self.text_cfg = TEXT_PROMPT_KEYS.read(cfg)

@@ -10,9 +10,11 @@ from engine.config import add_inert_key, check_at_least, declare_epoch_key, exte
 from engine.registry import TRAINER_REGISTRY
 from models.dpt import DPTModel, mean_of_selected
 from models.settings import CAVPTCfg, GuidanceCfg
+from models.upstream import ORIGINAL_CAVPT
+from trainers.coop import CoOp
 from trainers.method import TEXT_PROMPT_KEYS, Method
 from trainers.settings import ConfigKeys
-from trainers.vpt import VISUAL_PROMPT_KEYS
+from trainers.vpt import VISUAL_PROMPT_KEYS, VPT
 
 GUIDANCE_KEYS = ConfigKeys(GuidanceCfg, epochs="PRETRAIN.C")
 CAVPT_KEYS = ConfigKeys(
@@ -81,6 +83,13 @@ class DPT(Method):
 
     config_keys = (TEXT_PROMPT_KEYS, VISUAL_PROMPT_KEYS, GUIDANCE_KEYS, CAVPT_KEYS)
     training_only_keys = ("PRETRAIN.C", "TRAINER.ALPHA")
+    text_prompt_module = "prompt_learner"
+    cavpt_module = "cavpt"
+    original_dpt_folders = {
+        **CoOp.original_dpt_folders,
+        **VPT.original_dpt_folders,
+        "cavpt": ORIGINAL_CAVPT,
+    }
 
     @classmethod
     def run_setting(cls, cfg):

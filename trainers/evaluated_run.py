@@ -1,7 +1,8 @@
 """An evaluation matches the run it evaluates (``--eval-only --model-dir RUN``): the same
-method, the settings that define its model, and, for a context learned per class, the same
-classes. Checked from the run's saved ``config.yaml`` and ``classnames.json``; run
-directories without them (older ones, the original code's) are loaded as before."""
+method, the settings that define its model, and, for a context learned per class or a
+closed-set method, classes it was trained on. Checked from the run's saved ``config.yaml`` and
+``classnames.json``; run directories without them (older ones, the original code's) are
+loaded as before."""
 
 import json
 import os
@@ -26,7 +27,10 @@ def check_same_model(cfg, model_dir):
             f"but this evaluation builds {cfg.TRAINER.NAME} (--trainer): evaluate it with "
             f"--trainer {saved.TRAINER.NAME} and the config file it was trained with."
         )
-    keys = method_for(cfg).model_keys()
+    method = method_for(cfg)
+    if method.closed_set:
+        check_closed_set_classes(method.name, saved, cfg, model_dir)
+    keys = method.model_keys()
     differ = [(k, get_value(saved, k), get_value(cfg, k)) for k in keys
               if get_value(saved, k) != get_value(cfg, k)]  # fmt: skip
     name = "MODEL.BACKBONE.NAME"
@@ -40,6 +44,34 @@ def check_same_model(cfg, model_dir):
             f"evaluation's ({what}): use the run's values (drop the override, or pass the "
             "config files it was trained with)."
         )
+
+
+def closed_set_advice(name):
+    """What to evaluate a run of the closed-set method ``name`` (``Method.closed_set``) on."""
+    return (
+        f"{name} classifies only the classes it was fitted on: evaluate it on those (or a "
+        "subset, as ImageNet-A/R of ImageNet), not on base-to-new's new classes or another "
+        "dataset's."
+    )
+
+
+def check_closed_set_classes(name, saved, cfg, model_dir):
+    """Before any work: a closed-set run (``saved``, its config) evaluated on classes of its
+    own dataset that it was not trained on (DATASET.SUBSAMPLE_CLASSES: the new classes of a
+    run on the base ones, or all of them) is an error. Another dataset's classes are checked
+    when the weights load (``adapt_loaded_state``): some are a subset of the run's."""
+    same_data = all(
+        get_value(saved, k) == get_value(cfg, k) for k in ("DATASET.NAME", "DATASET.ROOT")
+    )
+    trained, evaluated = saved.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.SUBSAMPLE_CLASSES
+    if not same_data or trained in ("all", evaluated):
+        return
+    raise ValueError(
+        f"--model-dir '{model_dir}' was fitted on the {trained} classes of {cfg.DATASET.NAME} "
+        f"(DATASET.SUBSAMPLE_CLASSES {trained}, its config.yaml), and this evaluation takes "
+        f"{evaluated} of its classes (DATASET.SUBSAMPLE_CLASSES {evaluated}): some have no "
+        f"weights in it. {closed_set_advice(name)}"
+    )
 
 
 def _backbone(name):

@@ -34,6 +34,7 @@ class IVLP(Method):
     context_from_words = False  # the first N_CTX tokens of CTX_INIT's phrase are learned
     config_keys = (IVLP_KEYS,)
     precision_key = "TRAINER.IVLP.PREC"
+    text_prompt_module = "prompt_learner"  # the context of the text input
 
     @classmethod
     def run_setting(cls, cfg):

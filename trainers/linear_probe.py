@@ -24,6 +24,7 @@ from engine.data.transforms import build_transform
 from engine.registry import TRAINER_REGISTRY
 from models.linear_probe import LinearProbeModel
 from models.settings import SettingError
+from trainers.evaluated_run import closed_set_advice
 from trainers.logistic_search import search
 from trainers.method import Method
 from trainers.settings import ConfigKeys
@@ -102,6 +103,7 @@ class LinearProbe(Method):
     config_keys = (LINEAR_PROBE_KEYS,)
     epoch_keys = ()  # no schedule: one fit
     fits_in_one_go = True
+    closed_set = True  # a row per class fitted
 
     @classmethod
     def run_setting(cls, cfg):
@@ -158,9 +160,7 @@ class LinearProbe(Method):
             raise ValueError(
                 f"The linear probe was fitted on {len(row)} other classes: {len(unknown)} of "
                 f"this run's {len(own)} classes have no weights in it (e.g. "
-                f"{', '.join(unknown[:3])}). A linear probe classifies only the classes it "
-                "was fitted on: evaluate it on those (or a subset, as ImageNet-A/R of "
-                "ImageNet), not on base-to-new's new classes or another dataset's."
+                f"{', '.join(unknown[:3])}). {closed_set_advice(self.name)}"
             )
         rows = torch.tensor([row[key] for key in own.tolist()])
         return {**state_dict, "weight": state_dict["weight"][rows],

@@ -32,6 +32,7 @@ class MaPLe(Method):
     context_from_words = False  # the first N_CTX tokens of CTX_INIT's phrase are learned
     config_keys = (MAPLE_KEYS,)
     precision_key = "TRAINER.MAPLE.PREC"
+    text_prompt_module = "prompt_learner"  # the context of the text input
 
     @classmethod
     def run_setting(cls, cfg):

@@ -137,8 +137,9 @@ class Method:
     ``read_settings``, so that a bad value names its key), its precision key, the keys its run
     directory is named after (``run_setting``), its model (``create_model``, whose
     ``learnable_modules`` name the modules saved in a run directory), its training step
-    (``training_step``, ``loss``, ``after_epoch``) and how a trained run loads
-    (``read_trained_run``, ``adapt_loaded_state``). Registered by name with
+    (``training_step``, ``loss``, ``after_epoch``), how a trained run loads
+    (``read_trained_run``, ``adapt_loaded_state``, ``original_dpt_folders``) and the parts that
+    tools read (``text_prompt_module``, ``cavpt_module``). Registered by name with
     ``@TRAINER_REGISTRY.register()``; docs/adding_a_method.md walks through one.
     """
 
@@ -163,6 +164,21 @@ class Method:
     # Trained by one ``fit(trainer)`` (e.g. the linear probe's closed-form classifier) instead
     # of the engine's loop of steps.
     fits_in_one_go = False
+    # The learnable modules (names in the model's ``learnable_modules``) that tools read, or
+    # None where the method learns no such part (``learned_part``): the text prompt, whose
+    # ``ctx`` is the learned context (tools/interpret_prompt.py), and the class-aware visual
+    # prompts, whose attention is drawn (inference/attention.py).
+    text_prompt_module = None
+    cavpt_module = None
+    # Whether a trained model classifies only the classes it was trained on (a weight row per
+    # class, as the linear probe's): a sweep tests it on base-to-new's base classes only, and
+    # across datasets on ImageNet's variants only (scripts/plan.py, scripts/results.py); an
+    # evaluation on other classes of its dataset stops before any work (trainers/evaluated_run.py).
+    closed_set = False
+    # The folder in which the original DPT code (which also ships CoOp, VPT and VLP) saves each
+    # learnable module of this method, {module: folder} (``models.upstream.ORIGINAL_FOLDERS``):
+    # ``read_trained_run`` reads those of such a run directory. Empty: none of them is there.
+    original_dpt_folders = {}
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -233,6 +249,19 @@ class Method:
         it and evaluate it; return what the engine's ``train`` returns."""
         raise NotImplementedError
 
+    def learned_part(self, model, role, what, needed_by):
+        """The learnable module of ``model`` that this method names in ``role``
+        (``text_prompt_module`` or ``cavpt_module``). Where it names none: a ValueError saying
+        that ``needed_by`` needs ``what`` and that this run's trainer learns none."""
+        modules = model.learnable_modules()
+        name = getattr(self, role)
+        if name is None:
+            raise ValueError(
+                f"{needed_by} need a run that learns {what}; this run was trained with "
+                f"{self.name}, which learns none (its learned modules are {list(modules)})"
+            )
+        return modules[name]
+
     def zeroshot_templates(self, template):
         """The templates of the zero-shot CLIP this method is, or None (a learned method)."""
         return None
@@ -289,7 +318,7 @@ class Method:
         """``{module name: SavedModule}`` for ``modules`` from a run directory: this
         project's or Dassl's layout, or the original DPT code's (which also ships CoOp, VPT
         and VLP). A method whose authors save otherwise reads their layout here."""
-        return read_trained_states(directory, modules, epoch, best)
+        return read_trained_states(directory, modules, self.original_dpt_folders, epoch, best)
 
     def adapt_loaded_state(self, name, module, state_dict):
         """Hook: fit a loaded state dict to this run's ``module`` (e.g. drop class-specific

@@ -2,48 +2,39 @@
 
 The original saves each learnable module in its own folder, named after its attribute path
 (``image_encoder.transformer.ctx_learner``, ``image_encoder.transformer.extractor``,
-``prompt_learner``), with keys relative to that module and tensors often in float16.
+``prompt_learner``: ``models.upstream.ORIGINAL_FOLDERS``), with keys relative to that module
+and tensors often in float16. Which folder holds which of a method's modules, the method says
+(``Method.original_dpt_folders``).
 """
 
 import os
 
-from engine.checkpoint import (
-    BEST_NAME,
-    SavedModule,
-    epoch_name,
-    latest_checkpoint,
-    load_checkpoint,
-    read_run_states,
-    save_checkpoint,
+from engine.checkpoint import SavedModule, load_checkpoint, read_run_states, save_checkpoint
+from models.upstream import (
+    ORIGINAL_CAVPT,
+    ORIGINAL_FOLDERS,
+    ORIGINAL_VISUAL_PROMPT,
+    upstream_to_ours,
 )
-from models.upstream import UPSTREAM_MODULES, upstream_to_ours
+from trainers.authors_checkpoints import authors_checkpoint, split_by_module
 
-# Folders that only the original layout has (``prompt_learner`` is the same in both).
-_ORIGINAL_ONLY = [name for ours, name in UPSTREAM_MODULES.items() if ours != name]
+# Folders that only the original layout has (its text prompt's, ``prompt_learner``, is ours too).
+_ORIGINAL_ONLY = (ORIGINAL_VISUAL_PROMPT, ORIGINAL_CAVPT)
 
 
 def is_original_layout(directory):
     return any(os.path.isdir(os.path.join(directory, name)) for name in _ORIGINAL_ONLY)
 
 
-def _checkpoint_path(module_dir, epoch):
-    if epoch is not None:
-        return os.path.join(module_dir, epoch_name(epoch))
-    best = os.path.join(module_dir, BEST_NAME)  # the original's default for evaluation
-    return best if os.path.isfile(best) else latest_checkpoint(module_dir)
-
-
-def read_original_run(directory, epoch=None):
-    """Our modules' state dicts (float32, our names) and the epoch, from an original run dir."""
+def read_original_run(directory, epoch=None, folders=ORIGINAL_FOLDERS):
+    """Our modules' state dicts (float32, our names) and the epoch, from the ``folders`` of an
+    original run dir that it has."""
     flat, found_epoch = {}, None
-    for folder in UPSTREAM_MODULES.values():
+    for folder in folders:
         module_dir = os.path.join(directory, folder)
         if not os.path.isdir(module_dir):
             continue
-        path = _checkpoint_path(module_dir, epoch)
-        if not path or not os.path.isfile(path):
-            wanted = epoch_name(epoch) if epoch is not None else f"{BEST_NAME} or a checkpoint"
-            raise FileNotFoundError(f"No {wanted} in {module_dir}")
+        path = authors_checkpoint(module_dir, epoch)
         ckpt = load_checkpoint(path)
         found_epoch = ckpt.get("epoch", found_epoch)
         for key, value in ckpt["state_dict"].items():
@@ -51,11 +42,7 @@ def read_original_run(directory, epoch=None):
     params, _derived, unknown = upstream_to_ours(flat)
     if unknown:
         raise ValueError(f"Unknown parameters in the original run directory {directory}: {unknown}")
-    modules = {}
-    for name, value in params.items():
-        module, key = name.split(".", 1)
-        modules.setdefault(module, {})[key] = value.float()
-    return modules, found_epoch
+    return split_by_module(params), found_epoch
 
 
 def convert_original_run(src, dst, epoch=None):
@@ -69,12 +56,14 @@ def convert_original_run(src, dst, epoch=None):
     return written
 
 
-def read_trained_states(directory, names, epoch=None, best=False):
+def read_trained_states(directory, names, folders, epoch=None, best=False):
     """``{name: SavedModule}`` for the modules ``names`` (our names), from a run directory of
-    this project, of Dassl, or of the original DPT code (detected by its folders)."""
+    this project, of Dassl, or of the original DPT code (detected by its folders; ``folders``
+    maps a module of ours to its folder there)."""
     if not is_original_layout(directory):
         return read_run_states(directory, names, epoch, best)
-    modules, found_epoch = read_original_run(directory, epoch)
+    wanted = [folders[name] for name in names if name in folders]
+    modules, found_epoch = read_original_run(directory, epoch, wanted)
     print(f"Loading weights from the original code's run directory {directory} "
           f"(epoch = {found_epoch})")  # fmt: skip
     missing = [name for name in names if name not in modules]

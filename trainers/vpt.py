@@ -3,6 +3,7 @@
 from engine.config import add_inert_key, extend_cfg
 from engine.registry import TRAINER_REGISTRY
 from models.settings import VisualPromptCfg
+from models.upstream import ORIGINAL_VISUAL_PROMPT
 from models.vpt import VPTModel
 from trainers.method import Method
 from trainers.settings import ConfigKeys
@@ -19,6 +20,7 @@ def vpt_cfg(cfg):
 @TRAINER_REGISTRY.register()
 class VPT(Method):
     config_keys = (VISUAL_PROMPT_KEYS,)
+    original_dpt_folders = {"visual_prompt": ORIGINAL_VISUAL_PROMPT}
 
     @classmethod
     def run_setting(cls, cfg):
