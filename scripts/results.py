@@ -136,6 +136,8 @@ def split_variants(runs):
             continue
         split.append(experiment)
         first, *others = variants.values()
+        import trainers  # noqa: F401  (the methods declare their result-neutral keys)
+
         keys = []
         for other in others:
             a, b = _saved_config(first), _saved_config(other)

@@ -332,6 +332,7 @@ def test_a_run_of_other_settings_is_stale_never_finished_and_overwrite_trains_it
     config = yaml.safe_load(read(os.path.join(seed2, "config.yaml")))
     record = json.loads(read(os.path.join(seed2, "results.json")))
     config["OPTIM"]["LR"], config["SEED"] = 0.5, 2
+    config["TEST"]["ZEROSHOT_CACHE"] = "elsewhere"  # declared neutral by the methods
     record["experiment_digest"], record["seed"] = "0123456789abcdef", 2
     with open(os.path.join(seed2, "config.yaml"), "w") as f:
         yaml.safe_dump(config, f)
@@ -342,6 +343,11 @@ def test_a_run_of_other_settings_is_stale_never_finished_and_overwrite_trains_it
     warning = capsys.readouterr().out
     assert "runs of 2 different settings, shown as separate rows, never averaged" in warning
     assert "OPTIM.LR: 0.002 in " in warning and ", 0.5 in " in warning
+    assert "ZEROSHOT_CACHE" not in warning
+    # The same from a process of its own, which imports no method before it compares.
+    alone = subprocess.run([sys.executable, "-m", "scripts.parse_results", str(out)], cwd=REPO,
+                           capture_output=True, text=True)  # fmt: skip
+    assert "OPTIM.LR: 0.002 in " in alone.stdout and "ZEROSHOT_CACHE" not in alone.stdout
     shutil.rmtree(seed2)
 
     # --overwrite trains it again; the old run moves aside.

@@ -66,7 +66,7 @@ def test_help_shows_coop_flags_and_lists_trainers_and_datasets():
     listed = " ".join(result.stdout.split())  # the lists are wrapped
     for name in [*train.TRAINER_REGISTRY.names(), *train.DATASET_REGISTRY.names()]:
         assert f" {name}," in listed or f" {name} " in listed or listed.endswith(name), name
-    assert "caltech101 dtd eurosat" in listed and " toy ucf101" in listed
+    assert "caltech101 dtd eurosat" in listed and " toy toy_warm ucf101" in listed
 
 
 @pytest.mark.slow
