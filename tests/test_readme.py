@@ -66,6 +66,7 @@ RULES = [
     Rule(r"python train\.py --engine dassl ", "run"),
     Rule(r"python train\.py ", "run"),
     Rule(r"python -m scripts\.sweep --spec sweep\.yaml", "plan", "a sweep over benchmarks"),
+    Rule(r"python -m scripts\.sweep --spec scripts/toy/", "plan", "every method on Toy: an hour"),
     Rule(r"(SEEDS=\S+ )?bash scripts/\S+ toy\b", "run"),
     Rule(r"bash scripts/toy/compare\.sh", "run"),
     Rule(r"bash scripts/", "plan", "a sweep over benchmarks"),
