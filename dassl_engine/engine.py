@@ -54,6 +54,9 @@ def check_config(cfg):
     register_methods()  # also those registered since this module was imported
     _check_registered("trainer", cfg.TRAINER.NAME, DASSL_TRAINERS, "--trainer")
     _check_registered("dataset", cfg.DATASET.NAME, DASSL_DATASETS, "--dataset-config-file")
+    dataset = DASSL_DATASETS.get(cfg.DATASET.NAME)
+    if hasattr(dataset, "check_config"):  # ours (Dassl's own datasets have no such check)
+        dataset.check_config(cfg)
     method_for(cfg)
 
 

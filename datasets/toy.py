@@ -264,6 +264,11 @@ class Toy(DatasetBase):
     settings_file = "toy.json"
     template = "a photo of a {}."
 
+    @classmethod
+    def check_config(cls, cfg):
+        generator_settings(cfg)
+        labels_for(cfg.DATASET.TOY.BASE_CLASSES)
+
     def __init__(self, cfg):
         settings = generator_settings(cfg)
         relabel = labels_for(cfg.DATASET.TOY.BASE_CLASSES)

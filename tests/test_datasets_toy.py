@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import train
 from datasets import toy, toy_render
 from engine.checkpoint import RunWriteError
 from engine.config import get_cfg_default
@@ -301,3 +302,23 @@ def test_an_unknown_split_of_the_classes_names_the_key_and_the_choices(small_toy
         "DATASET.TOY.BASE_CLASSES 'cool' is not a split of Toy's classes; choose one of "
         "checkerboard, warm"
     )
+
+
+@pytest.mark.parametrize("engine", ["builtin", "dassl"])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [("BASE_CLASSES", "cool", "is not a split of Toy's classes"),
+     ("SHIFT", "blurry", "is not a shift; choose 'none' or one of")],
+)  # fmt: skip
+def test_a_bad_toy_key_stops_train_py_before_any_work(tmp_path, capsys, engine, key, value,
+                                                      message):  # fmt: skip
+    if engine == "dassl":
+        pytest.importorskip("dassl", reason="Dassl is not installed (see README)")
+    out = tmp_path / "run"
+    argv = ["--engine", engine, "--trainer", "DPT", "--dataset-config-file",
+            os.path.join(REPO, "configs/datasets/toy.yaml"), "--config-file",
+            os.path.join(REPO, "configs/trainers/DPT/tiny.yaml"), "--root", str(tmp_path),
+            "--output-dir", str(out), f"DATASET.TOY.{key}", value]  # fmt: skip
+    assert train.cli(argv) == 2
+    assert f"error: DATASET.TOY.{key} '{value}' {message}" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "toy").exists()

@@ -30,7 +30,8 @@ def check_config(cfg):
     """Before any work: an unknown trainer or dataset is an error listing the registered
     ones; the method's settings are read (a bad value names its key)."""
     TRAINER_REGISTRY.get(cfg.TRAINER.NAME or "<none given: use --trainer>")
-    DATASET_REGISTRY.get(cfg.DATASET.NAME or "<none given: use --dataset-config-file>")
+    dataset = DATASET_REGISTRY.get(cfg.DATASET.NAME or "<none given: use --dataset-config-file>")
+    dataset.check_config(cfg)
     method_for(cfg)
 
 

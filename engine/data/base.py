@@ -84,6 +84,11 @@ class DatasetBase:
         return len(self._classnames)
 
     @classmethod
+    def check_config(cls, cfg):
+        """Before any work (the engines call it with the trainer's checks): raise on a bad
+        value of this dataset's own keys. Nothing to check by default."""
+
+    @classmethod
     def dataset_path(cls, cfg):
         """The absolute path of ``DATASET.ROOT/<dataset_dir>``."""
         if not cfg.DATASET.ROOT:
